@@ -1,0 +1,79 @@
+"""Accuracy of every backbone on the benchmark sets → bench/results/accuracy-*.json.
+
+Two settings:
+* ``strong`` — full softmax cross-entropy over every item (our recommended setting);
+* ``paper``  — the RSIR paper's setting: sampled softmax with 256 negatives, dim 64.
+
+Usage: ``python bench/accuracy.py --datasets beauty sports toys --models sasrec cl4srec hstu``
+(needs ``RSIR_DATA_DIR`` or ``--data-dir``). Each run early-stops on validation NDCG@20; the
+test metrics are those of the epoch chosen on validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from machine import machine  # bench/ is on sys.path when a script here runs
+
+from rsir.config import ModelConfig, TrainConfig
+from rsir.evaluation import evaluate
+from rsir.resources import resolve_device
+from rsir.sources import load_dataset
+from rsir.training import train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SETTINGS: dict[str, tuple[ModelConfig, TrainConfig]] = {
+    "strong": (ModelConfig(dim=64, layers=2, heads=2, dropout=0.2), TrainConfig(loss="ce", batch_size=64, patience=8)),
+    "paper": (ModelConfig(dim=64, layers=2, heads=2, dropout=0.2),
+              TrainConfig(loss="sampled", negatives=256, batch_size=256, patience=20)),
+}
+
+
+def run_one(dataset_name: str, model_name: str, setting: str, seed: int, data_dir: str | None) -> dict:
+    dataset = load_dataset(dataset_name, data_dir)
+    model_config, train_config = SETTINGS[setting]
+    model_config = replace(model_config, name=model_name)
+    train_config = replace(train_config, seed=seed)
+    start = time.perf_counter()
+    result = train(dataset, model_config, train_config, progress=False)
+    eval_start = time.perf_counter()
+    test = evaluate(result.model, dataset, "test", device=resolve_device(train_config.device)).metrics()
+    return {
+        "dataset": dataset_name, "model": model_name, "setting": setting, "seed": seed,
+        "model_config": asdict(model_config), "train_config": asdict(train_config),
+        "valid": result.valid, "test": test, "best_epoch": result.best_epoch, "epochs": result.epochs,
+        "stopped_by": result.stopped_by, "train_seconds": result.seconds,
+        "seconds_per_epoch": result.seconds_per_epoch, "test_eval_seconds": time.perf_counter() - eval_start,
+        "total_seconds": time.perf_counter() - start, "peak_memory_mb": result.peak_memory_mb,
+        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["beauty", "sports", "toys"])
+    parser.add_argument("--models", nargs="+", default=["sasrec", "cl4srec", "hstu"])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    for dataset in args.datasets:
+        for model in args.models:
+            for setting in args.settings:
+                for seed in args.seeds:
+                    row = run_one(dataset, model, setting, seed, args.data_dir)
+                    path = RESULTS / f"accuracy-{dataset}-{model}-{setting}-seed{seed}.json"
+                    path.write_text(json.dumps(row, indent=2) + "\n")
+                    print(f"{dataset:7} {model:8} {setting:6} seed {seed}: test recall@10 "
+                          f"{row['test']['recall@10']:.4f} ndcg@10 {row['test']['ndcg@10']:.4f} "
+                          f"({row['epochs']} epochs, {row['seconds_per_epoch']:.1f} s/epoch, "
+                          f"{row['train_seconds'] / 60:.1f} min)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Throughput of batched, cached generation against the per-sequence oracle loop.
+
+Usage: ``python bench/generation_speed.py --data beauty [--checkpoint model.pt]``. Without a
+checkpoint a SASRec is trained for ``--train-seconds`` first (generation speed depends on how long
+rows survive the fidelity check, so an untrained model would flatter the numbers). Writes
+``bench/results/generation-speed-<data>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from machine import machine  # noqa: E402
+from oracle import oracle  # noqa: E402
+
+from rsir.checkpoint import load_checkpoint  # noqa: E402
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig  # noqa: E402
+from rsir.generation import generate, merge_generated  # noqa: E402
+from rsir.resources import peak_memory_mb  # noqa: E402
+from rsir.sources import load_dataset  # noqa: E402
+from rsir.training import train  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="beauty")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--train-seconds", type=float, default=120)
+    parser.add_argument("--oracle-sequences", type=int, default=100)
+    parser.add_argument("--tau", type=float, default=20)
+    parser.add_argument("--p", type=float, default=0.5)
+    parser.add_argument("--m", type=int, default=5)
+    parser.add_argument("--batch-rows", type=int, default=4096)
+    args = parser.parse_args()
+
+    dataset = load_dataset(args.data, args.data_dir)
+    if args.checkpoint:
+        model, _ = load_checkpoint(args.checkpoint)
+    else:
+        model = train(dataset, ModelConfig(), TrainConfig(batch_size=64, time_budget=args.train_seconds),
+                      progress=False).model
+    config = GenerationConfig(tau=args.tau, p=args.p, m=args.m, batch_rows=args.batch_rows)
+
+    start = time.perf_counter()
+    batches = list(generate(model, dataset, config))
+    batched_seconds = time.perf_counter() - start
+    stats = batches[-1].stats
+    merged, counts = merge_generated(dataset, batches)
+
+    start = time.perf_counter()
+    reference = oracle(model, dataset, config, limit=args.oracle_sequences)
+    oracle_seconds = time.perf_counter() - start
+    oracle_rows = args.oracle_sequences * config.m
+    batched_subset = {int(r): s.tolist() for b in batches for r, s in zip(b.row_ids, b.sequences, strict=True)
+                      if int(r) < oracle_rows}
+
+    steps = stats.rows + stats.accepted_steps  # forward passes: one per step per row
+    row = {
+        "data": args.data, "generation": vars(config) | {}, "rows": stats.rows,
+        "batched_seconds": batched_seconds, "batched_rows_per_s": stats.rows / batched_seconds,
+        "batched_steps_per_s": steps / batched_seconds,
+        "oracle_rows": oracle_rows, "oracle_seconds": oracle_seconds,
+        "oracle_rows_per_s": oracle_rows / oracle_seconds,
+        "speedup": (stats.rows / batched_seconds) / (oracle_rows / oracle_seconds),
+        "oracle_agrees_on_subset": batched_subset == reference,
+        "stats": stats.to_dict(), "merge": counts, "avg_generated_length": float(
+            merged.sequences.lengths[merged.num_real:].mean()) if merged.num_synthetic else 0.0,
+        "peak_memory_mb": peak_memory_mb(), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    }
+    out = HERE / "results" / f"generation-speed-{args.data}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(row, indent=2, default=float) + "\n")
+    print(json.dumps({k: row[k] for k in ("rows", "batched_seconds", "batched_rows_per_s", "oracle_rows_per_s",
+                                          "speedup", "oracle_agrees_on_subset", "peak_memory_mb")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""The ``rsir`` command: data, training, evaluation (and, later, the RSIR loop).
+
+Every option of ``ModelConfig`` and ``TrainConfig`` is exposed as a flag generated from the
+dataclass, so the CLI and the configs cannot drift apart. Input errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig
+from rsir.errors import RsirError
+
+_RENAMED = {
+    ModelConfig: {"name": "model"},
+    TrainConfig: {"max_epochs": "epochs"},
+    GenerationConfig: {"max_len": "gen_max_len", "seed": "gen_seed", "batch_rows": "gen_batch_rows"},
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        flag = "--" + _RENAMED.get(cls, {}).get(f.name, f.name).replace("_", "-")
+        default = f.default
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction,
+                               default=default)
+        else:
+            kind = float if f.type in ("float", "float | None") else (int if f.type == "int" else str)
+            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", type=kind, default=default,
+                               help=f"(default: {default})")
+
+
+def _config(args: argparse.Namespace, cls: type) -> Any:
+    prefix = cls.__name__ + "."
+    return cls(**{k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)})
+
+
+def _table(rows: dict[str, dict[str, float]]) -> str:
+    metrics = list(next(iter(rows.values())))
+    lines = ["split  " + "  ".join(f"{m:>9}" for m in metrics)]
+    lines += [f"{split:<6} " + "  ".join(f"{vals[m]:>9.4f}" for m in metrics) for split, vals in rows.items()]
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rsir.checkpoint import save_checkpoint
+    from rsir.evaluation import evaluate
+    from rsir.resources import resolve_device
+    from rsir.sources import load_dataset
+    from rsir.training import train
+
+    model_config, train_config = _config(args, ModelConfig), _config(args, TrainConfig)
+    dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
+    result = train(dataset, model_config, train_config, progress=not args.quiet)
+    test = evaluate(result.model, dataset, "test", device=resolve_device(train_config.device)).metrics()
+    stem = args.out / f"{dataset.name or 'data'}-{model_config.name}-seed{train_config.seed}"
+    save_checkpoint(stem.with_suffix(".pt"), result.model, train_config, dataset.version,
+                    {"valid": result.valid, "test": test})
+    _write_json(stem.with_suffix(".json"), {
+        "dataset": dataset.name, "dataset_version": dataset.version, "model_config": dataclasses.asdict(model_config),
+        "train_config": dataclasses.asdict(train_config), "best_epoch": result.best_epoch, "epochs": result.epochs,
+        "stopped_by": result.stopped_by, "seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch,
+        "peak_memory_mb": result.peak_memory_mb, "valid": result.valid, "test": test,
+        "checkpoint": str(stem.with_suffix(".pt")),
+    })
+    sys.stdout.write(f"{dataset!r}\n{model_config.name}: best epoch {result.best_epoch} of {result.epochs} "
+                     f"({result.stopped_by}), {result.seconds:.0f} s\n")
+    sys.stdout.write(_table({"valid": result.valid, "test": test}) + f"\nwrote {stem}.json and {stem}.pt\n")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rsir.checkpoint import load_checkpoint, save_checkpoint
+    from rsir.loop import run_iterations
+    from rsir.plots import plot_iterations
+    from rsir.sources import load_dataset
+
+    student, train_config = _config(args, ModelConfig), _config(args, TrainConfig)
+    generation = _config(args, GenerationConfig)
+    dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
+    teacher = None
+    if args.teacher_checkpoint:
+        teacher, info = load_checkpoint(args.teacher_checkpoint)
+        if info.num_items != dataset.num_items:
+            raise RsirError(f"the teacher knows {info.num_items} items but {args.data} has {dataset.num_items}")
+    elif args.teacher:
+        teacher = dataclasses.replace(student, name=args.teacher, dim=args.teacher_dim or student.dim,
+                                      layers=args.teacher_layers or student.layers)
+    report = run_iterations(dataset, student, train_config, generation, args.iterations, teacher=teacher,
+                            progress=not args.quiet)
+    payload = {"dataset": dataset.name, "dataset_version": dataset.version, "student": dataclasses.asdict(student),
+               "teacher": args.teacher_checkpoint or (dataclasses.asdict(teacher) if teacher else "student"),
+               "train_config": dataclasses.asdict(train_config), "generation": dataclasses.asdict(generation),
+               **report.to_dict()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_json(args.out / "report.json", payload)
+    plot_iterations(payload, args.out / "iterations.png", title=f"RSIR on {dataset.name}: {student.name}")
+    if report.final_dataset is not None:
+        report.final_dataset.save(args.out / "final-dataset.npz")
+    if report.selected_model is not None:
+        sel = report.iterations[report.selected]
+        save_checkpoint(args.out / "selected.pt", report.selected_model, train_config,
+                        None, {"valid": sel.valid, "test": sel.test, "iteration": report.selected})
+    rows = {f"{r.iteration}{'*' if r.iteration == report.selected else ' '}": r.test for r in report.iterations}
+    sys.stdout.write("test metrics per iteration (* = chosen on validation)\n" + _table(rows) + "\n")
+    sig = report.significance["recall@10"]
+    sys.stdout.write(f"recall@10 change vs iteration 0: {sig['relative']:+.2%} (paired t-test p={sig['p_ttest']:.3g})\n"
+                     f"wrote {args.out}/report.json, iterations.png, final-dataset.npz, selected.pt\n")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from rsir.checkpoint import load_checkpoint
+    from rsir.generation import generate, merge_generated
+    from rsir.sources import load_dataset
+
+    model, info = load_checkpoint(args.checkpoint)
+    dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
+    if dataset.num_items != info.num_items:
+        raise RsirError(f"the checkpoint knows {info.num_items} items but {args.data} has {dataset.num_items}")
+    config = _config(args, GenerationConfig)
+    batches = list(generate(model, dataset, config))
+    merged, counts = merge_generated(dataset, batches, dedup=config.dedup)
+    _save_dataset(merged, args.out)
+    stats = batches[-1].stats.to_dict() if batches else {}
+    sys.stdout.write(json.dumps({**stats, **counts, "version": merged.version}, indent=2) + "\n")
+    return 0
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from rsir.augmentation import augment
+    from rsir.sources import load_dataset
+
+    dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
+    merged = augment(dataset, args.method, args.count, seed=args.seed)
+    _save_dataset(merged, args.out)
+    sys.stdout.write(f"added {merged.num_synthetic - dataset.num_synthetic} sequences to {args.out} "
+                     f"(version {merged.version[:12]})\n")
+    return 0
+
+
+def _save_dataset(dataset, target: Path) -> None:
+    from rsir.data import LOG_SUFFIXES, write_interactions, write_sequences
+
+    suffix = target.suffix.lower()
+    if suffix == ".npz":
+        dataset.save(target)
+    elif suffix in LOG_SUFFIXES:
+        write_interactions(target, dataset.users, dataset.sequences.to_list())
+    else:
+        write_sequences(target, dataset.users, dataset.sequences.to_list())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rsir.checkpoint import load_checkpoint
+    from rsir.evaluation import evaluate
+    from rsir.sources import load_dataset
+
+    model, info = load_checkpoint(args.checkpoint)
+    dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
+    if dataset.num_items != info.num_items:
+        raise RsirError(f"the checkpoint knows {info.num_items} items but {args.data} has {dataset.num_items}")
+    rows = {split: evaluate(model, dataset, split, mask_history=args.mask_history).metrics()
+            for split in ("valid", "test")}
+    sys.stdout.write(_table(rows) + "\n")
+    if args.json:
+        _write_json(args.json, {"checkpoint": str(args.checkpoint), "dataset_version": dataset.version, **rows})
+    return 0
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from rsir.sources import BENCHMARKS, data_dir, download
+
+    root = data_dir(args.data_dir)
+    if root is None:
+        raise RsirError("say where to put the files: --data-dir DIR or RSIR_DATA_DIR")
+    for name in (list(BENCHMARKS) if args.name == "all" else [args.name]):
+        path = download(name, root)
+        sys.stdout.write(f"{name}: {path} (sha256 verified)\n")
+    return 0
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from rsir.analysis import describe
+    from rsir.sources import load_dataset
+
+    dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
+    stats = describe(dataset, max_len=args.max_len)
+    sys.stdout.write(json.dumps(stats, indent=2) + "\n")
+    return 0
+
+
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from rsir.sources import load_dataset
+
+    dataset = load_dataset(args.source, args.data_dir, k_core=args.k_core)
+    _save_dataset(dataset, args.target)
+    sys.stdout.write(f"wrote {len(dataset)} sequences to {args.target} (version {dataset.version[:12]})\n")
+    return 0
+
+
+_SUBPARSERS: dict[str, argparse.ArgumentParser] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rsir", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p: argparse.ArgumentParser, positional: str | None = None) -> None:
+        if positional is None:
+            p.add_argument("--data", help="benchmark name, 'synthetic', or a data file (required)")
+        p.add_argument("--data-dir", type=Path, help="benchmark directory (default: $RSIR_DATA_DIR)")
+        p.add_argument("--k-core", type=int, default=5, help="k-core filter for interaction logs")
+
+    p = sub.add_parser("train", help="fit a backbone, print and save its metrics and checkpoint")
+    _SUBPARSERS["train"] = p
+    p.add_argument("--config", type=Path, help="a frozen experiment config (configs/*.toml)")
+    data_args(p)
+    _add_config_flags(p, ModelConfig)
+    _add_config_flags(p, TrainConfig)
+    p.add_argument("--out", type=Path, default=Path("runs"), help="where the JSON and checkpoint go")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="the RSIR loop: base model, then K generate-and-retrain iterations")
+    _SUBPARSERS["run"] = p
+    p.add_argument("--config", type=Path, help="a frozen experiment config (configs/*.toml)")
+    data_args(p)
+    _add_config_flags(p, ModelConfig)
+    _add_config_flags(p, TrainConfig)
+    _add_config_flags(p, GenerationConfig)
+    p.add_argument("--iterations", type=int, default=1, help="K, iterations after the base model")
+    p.add_argument("--teacher", help="teacher backbone (default: the student teaches itself)")
+    p.add_argument("--teacher-dim", type=int, help="teacher width (default: the student's)")
+    p.add_argument("--teacher-layers", type=int, help="teacher depth (default: the student's)")
+    p.add_argument("--teacher-checkpoint", type=Path, help="a fixed teacher model")
+    p.add_argument("--out", type=Path, default=Path("runs/rsir"), help="report, plot, dataset and model go here")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("generate", help="fidelity-filtered generation with a checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    data_args(p)
+    _add_config_flags(p, GenerationConfig)
+    p.add_argument("--out", type=Path, required=True, help="the augmented dataset (.npz, .txt or a log format)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("augment", help="a heuristic augmentation baseline")
+    data_args(p)
+    p.add_argument("--method", choices=("reorder", "insertion"), required=True)
+    p.add_argument("--count", type=int, required=True, help="sequences to add")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_augment)
+
+    p = sub.add_parser("evaluate", help="full-ranking metrics of a checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    data_args(p)
+    p.add_argument("--mask-history", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--json", type=Path, help="also write the metrics here")
+    p.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="fetch, inspect and convert datasets").add_subparsers(dest="data_command",
+                                                                                            required=True)
+    p = data.add_parser("download", help="fetch a benchmark and verify its sha256")
+    p.add_argument("name", help="beauty, sports, toys, yelp or all")
+    p.add_argument("--data-dir", type=Path)
+    p.set_defaults(func=cmd_data_download)
+    p = data.add_parser("stats", help="size, density and entropy of a dataset")
+    data_args(p)
+    p.add_argument("--max-len", type=int, default=50)
+    p.set_defaults(func=cmd_data_stats)
+    p = data.add_parser("convert", help="write a dataset in another format (by the target's suffix)")
+    p.add_argument("source", help="benchmark name, 'synthetic', or a data file")
+    p.add_argument("target", type=Path, help=".txt, .csv, .tsv, .parquet, .inter or .npz")
+    data_args(p, positional="source")
+    p.set_defaults(func=cmd_data_convert)
+    return parser
+
+
+_TABLES = {"model": ModelConfig, "train": TrainConfig, "generation": GenerationConfig}
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Defaults from a frozen experiment config (``configs/*.toml``): tables ``[model]``,
+    ``[train]``, ``[generation]`` hold config fields; top-level keys hold other flags (``data``,
+    ``iterations``, ``teacher`` ...). Flags given on the command line still win."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RsirError(f"{path}: cannot read config ({exc})") from None
+    defaults: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _TABLES and isinstance(value, dict):
+            cls = _TABLES[key]
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise RsirError(f"{path}: unknown field(s) in [{key}]: {', '.join(unknown)}")
+            defaults.update({f"{cls.__name__}.{k}": v for k, v in value.items()})
+        else:
+            defaults[key.replace("-", "_")] = value
+    return defaults
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    try:
+        if known.config is not None and argv and argv[0] in _SUBPARSERS:
+            _SUBPARSERS[argv[0]].set_defaults(**load_config_file(known.config))
+    except RsirError as exc:
+        sys.stderr.write(f"rsir: error: {exc}\n")
+        return 2
+    args = parser.parse_args(argv)
+    if "data" in vars(args) and args.data is None:
+        parser.error("--data is required (a benchmark name, 'synthetic' or a data file)")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except RsirError as exc:
+        sys.stderr.write(f"rsir: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("rsir: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Fitting a backbone: random packed batches, the two losses, early stopping.
+
+Batches are random samples of sequences, packed end to end (``rsir.batching``) so that neither
+the encoder nor the loss spends compute on padding: only real positions are scored against the
+catalogue.
+Training stops on validation NDCG@20 with patience, at ``max_epochs``, at the time budget, or when
+``should_stop`` says so (checked every batch); the best model on validation is returned.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from rsir.batching import packed_batch, padded_batch, random_batches
+from rsir.config import ModelConfig, TrainConfig
+from rsir.datasets import Ragged, SequenceDataset
+from rsir.errors import DataError
+from rsir.evaluation import evaluate
+from rsir.models import SequentialRecommender, build_model
+from rsir.resources import peak_memory_mb, resolve_device
+
+logger = logging.getLogger(__name__)
+STOP_METRIC = "ndcg@20"
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What one epoch did; passed to ``on_epoch`` (the trainer service streams it)."""
+
+    epoch: int
+    loss: float
+    valid: dict[str, float]
+    seconds: float
+    best_epoch: int
+    improved: bool
+
+
+@dataclass
+class TrainResult:
+    model: SequentialRecommender
+    best_epoch: int
+    epochs: int
+    valid: dict[str, float]
+    stopped_by: str  # "patience", "max_epochs", "time_budget" or "cancelled"
+    seconds: float
+    seconds_per_epoch: float
+    peak_memory_mb: float
+    history: list[EpochReport] = field(default_factory=list)
+
+
+def next_item_loss(model: SequentialRecommender, batch: dict[str, Tensor], weights: Tensor,
+                   config: TrainConfig) -> Tensor:
+    """Weighted mean next-item loss over the real positions of a ``rsir.batching.Batch``.
+
+    ``batch`` holds its arrays as tensors; ``weights`` [B] scale each sequence's positions
+    (synthetic data may weigh less). Hidden states are gathered at real positions first, so only
+    they are scored against the catalogue.
+    """
+    segments = batch["segments"] if model.supports_segments else None
+    hidden = model(batch["tokens"], segments)  # [R, W, D]
+    real = batch["targets"] > 0  # [R, W]
+    h, target, seq = hidden[real], batch["targets"][real], batch["sequence"][real]  # [N, D], [N], [N]
+    w = weights[seq]
+    if config.loss == "ce":
+        losses = F.cross_entropy(model.score(h), target, reduction="none")
+    else:
+        negatives = torch.randint(1, model.num_items + 1, (config.negatives,), device=h.device)  # [K]
+        # own[b, k]: negative k is an item of sequence b (inputs or targets), so it is excluded
+        items = torch.cat([batch["tokens"][real], target])
+        owner = torch.cat([seq, seq])
+        own = torch.zeros(len(weights), config.negatives, dtype=torch.bool, device=h.device)
+        own.index_put_((owner,), items[:, None] == negatives[None, :], accumulate=True)
+        neg_logits = (h @ model.item_emb(negatives).T).masked_fill(own[seq], float("-inf"))  # [N, K]
+        pos_logits = (h * model.item_emb(target)).sum(-1, keepdim=True)
+        logits = torch.cat([pos_logits, neg_logits], dim=1)  # [N, 1+K], the positive is class 0
+        losses = F.cross_entropy(logits, torch.zeros_like(target), reduction="none")
+    return (losses * w).sum() / w.sum()
+
+
+def _auxiliary_inputs(sequences: Ragged, index: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Right-padded inputs (each sequence without its last item) and their lengths, for
+    sequence-level objectives such as CL4SRec's."""
+    items, lengths = sequences.padded(index)
+    items[np.arange(len(index)), lengths - 1] = 0
+    return torch.from_numpy(items[:, :-1]).to(device), torch.from_numpy(lengths - 1).to(device)
+
+
+def train(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfig, *,
+          model: SequentialRecommender | None = None,
+          on_epoch: Callable[[EpochReport], None] | None = None,
+          should_stop: Callable[[], bool] | None = None, progress: bool = True) -> TrainResult:
+    """Fit ``model_config`` on ``dataset`` (a fresh model unless ``model`` is given)."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = resolve_device(config.device)
+    if model is None:
+        model = build_model(model_config, dataset.num_items)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sequences, synthetic = dataset.training(model_config.max_len)
+    usable = sequences.lengths >= 2  # a sequence of one item has no next-item target
+    rows = np.flatnonzero(usable)
+    seq_weight = np.where(synthetic[rows], config.synthetic_weight, 1.0).astype(np.float32)
+    if len(rows) == 0:
+        raise DataError("no training sequence has two or more items")
+
+    start = time.perf_counter()
+    best_metric, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
+    history: list[EpochReport] = []
+    stopped_by = "max_epochs"
+    bar = tqdm(range(1, config.max_epochs + 1), desc=f"train {model_config.name}", unit="epoch",
+               disable=not progress, dynamic_ncols=True)
+    for epoch in bar:
+        epoch_start = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        for index in random_batches(len(rows), config.batch_size, rng):
+            if should_stop is not None and should_stop():
+                stopped_by = "cancelled"
+                break
+            if config.time_budget is not None and time.perf_counter() - start > config.time_budget:
+                stopped_by = "time_budget"
+                break
+            batch = (packed_batch(sequences, rows[index], model_config.max_len) if model.supports_segments
+                     else padded_batch(sequences, rows[index]))
+            tensors = {k: torch.from_numpy(v).to(device) for k, v in vars(batch).items()}
+            loss = next_item_loss(model, tensors, torch.from_numpy(seq_weight[index]).to(device), config)
+            if model.has_auxiliary_loss:
+                loss = loss + model.auxiliary_loss(*_auxiliary_inputs(sequences, rows[index], device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(index)
+            count += len(index)
+        if stopped_by == "cancelled" or (stopped_by == "time_budget" and best_state is not None):
+            break
+        valid = evaluate(model, dataset, "valid", batch_size=config.eval_batch_size, device=device).metrics()
+        improved = valid[STOP_METRIC] > best_metric
+        if improved:
+            best_metric, best_epoch, best_valid = valid[STOP_METRIC], epoch, valid
+            best_state = copy.deepcopy(model.state_dict())
+        report = EpochReport(epoch, total / max(count, 1), valid, time.perf_counter() - epoch_start,
+                             best_epoch, improved)
+        history.append(report)
+        bar.set_postfix(loss=f"{report.loss:.4f}", ndcg20=f"{valid[STOP_METRIC]:.4f}", best=best_epoch)
+        logger.info("epoch %d loss %.4f valid %s %.4f (best epoch %d)", epoch, report.loss, STOP_METRIC,
+                    valid[STOP_METRIC], best_epoch)
+        if on_epoch is not None:
+            on_epoch(report)
+        if stopped_by == "time_budget":
+            break
+        if epoch - best_epoch >= config.patience:
+            stopped_by = "patience"
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    seconds = time.perf_counter() - start
+    train_seconds = [r.seconds for r in history]
+    return TrainResult(model, best_epoch, len(history), best_valid, stopped_by, seconds,
+                       float(np.mean(train_seconds)) if train_seconds else 0.0, peak_memory_mb(device), history)

@@ -1,0 +1,22 @@
+"""``python -m services.trainer``: run the trainer service until SIGTERM."""
+
+from __future__ import annotations
+
+from services.common.grpc_server import serve
+from services.common.logs import configure_logging
+from services.trainer.servicer import TrainerServicer
+from services.trainer.settings import TrainerSettings
+
+
+def main() -> None:
+    settings = TrainerSettings()
+    configure_logging(settings.log_level)
+    servicer = TrainerServicer(settings.store(), default_device=settings.device,
+                               max_concurrent_calls=settings.max_concurrent_calls)
+    serve(servicer.definition(), host=settings.host, port=settings.port,
+          max_concurrent_calls=settings.max_concurrent_calls, max_message_mb=settings.max_message_mb,
+          token=settings.token_value(), grace=settings.grace_seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Typed client of the trainer service (used by the orchestrator).
+
+``TrainerClient(address).train(job_id, dataset, model, train, on_progress=...)`` returns a
+``TrainOutcome``. It retries on UNAVAILABLE inside one deadline; because job ids make ``Train``
+idempotent, even a call that broke off mid-training is safely retried (progress may then repeat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+
+from rsir.config import ModelConfig, TrainConfig
+from rsir.training import EpochReport
+from rsir_api.v1 import trainer_pb2_grpc
+from services.common.artifacts import DatasetRef
+from services.common.client import RetryingStream, RetryPolicy, call_metadata, open_channel
+from services.trainer import convert
+from services.trainer.convert import TrainOutcome
+
+
+class IncompleteTraining(RuntimeError):
+    """The stream ended without a result (the server stopped the job)."""
+
+
+class TrainerClient:
+    def __init__(self, address: str, *, token: str | None = None, policy: RetryPolicy | None = None,
+                 max_message_mb: int = 64):
+        self.channel = open_channel(address, max_message_mb)
+        self.stub = trainer_pb2_grpc.TrainerStub(self.channel)
+        self.metadata = call_metadata(token)
+        self.policy = policy or RetryPolicy()
+
+    def train(self, job_id: str, dataset: DatasetRef, model: ModelConfig, train: TrainConfig, *,
+              on_progress: Callable[[EpochReport], None] | None = None,
+              timeout: float | None = None) -> TrainOutcome:
+        """Run (or look up) one training job; ``grpc.RpcError`` carries the server's status."""
+        request = convert.train_request(job_id, dataset, model, train)
+        stream = RetryingStream(lambda t: self.stub.Train(request, timeout=t, metadata=self.metadata),
+                                timeout=timeout, policy=self.policy, replay_safe=True)
+        outcome = None
+        for response in stream:  # read to the end, so the call finishes cleanly on both sides
+            if response.HasField("result"):
+                outcome = convert.outcome_from_message(response.result)
+            elif on_progress is not None:
+                on_progress(convert.report_from_message(response.progress))
+        if outcome is None:
+            raise IncompleteTraining(f"training job {job_id!r} ended without a result")
+        return outcome
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> TrainerClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

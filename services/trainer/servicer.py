@@ -1,0 +1,71 @@
+"""The ``rsir.api.v1.Trainer`` servicer: convert, call ``rsir.training.train``, publish, convert back."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+
+import grpc
+
+from rsir.checkpoint import checkpoint_bytes
+from rsir.datasets import SequenceDataset
+from rsir.evaluation import evaluate
+from rsir.training import EpochReport, TrainResult, train
+from rsir_api.v1 import trainer_pb2, trainer_pb2_grpc
+from services.common.artifacts import BlobRef, fetch_dataset
+from services.common.calls import Activity, Background
+from services.common.errors import rpc_errors
+from services.common.grpc_server import ServiceDef
+from services.common.storage import ObjectStore
+from services.trainer import convert
+from services.trainer.jobs import JobRecords
+
+logger = logging.getLogger(__name__)
+SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
+    def __init__(self, store: ObjectStore, *, default_device: str = "auto", max_concurrent_calls: int = 1):
+        self.store, self.default_device = store, default_device
+        self.jobs = JobRecords(store)
+        self.activity = Activity(max_concurrent_calls)
+
+    def definition(self) -> ServiceDef:
+        return ServiceDef(SERVICE_NAME, lambda server: trainer_pb2_grpc.add_TrainerServicer_to_server(self, server),
+                          warmup=self.store.check, wait_idle=self.activity.wait_idle)
+
+    def Train(self, request: trainer_pb2.TrainRequest,
+              context: grpc.ServicerContext) -> Iterator[trainer_pb2.TrainResponse]:
+        with rpc_errors(context, "Train"), self.activity.track(context):
+            job = convert.train_job(request, self.default_device)
+            with self.jobs.lock(job.job_id, cancelled=lambda: not context.is_active()) as locked:
+                done = self.jobs.find(job) if locked else None
+                if done is not None:
+                    logger.info("job %s: returning the stored result", job.job_id)
+                    yield convert.result_response(dataclasses.replace(done, reused=True))
+                if not locked or done is not None:
+                    return
+                dataset = fetch_dataset(self.store, job.dataset)
+                run: Background[EpochReport, TrainResult] = Background(
+                    lambda emit, stop: train(dataset, job.model, job.train, on_epoch=emit, should_stop=stop,
+                                             progress=False), context)
+                for report in run:
+                    yield convert.progress_response(report)
+                if run.result is None or run.result.stopped_by == "cancelled":
+                    logger.info("job %s cancelled; nothing published", job.job_id)
+                    return
+                yield convert.result_response(self._publish(job, dataset, run.result))
+
+    def _publish(self, job: convert.TrainJob, dataset: SequenceDataset, result: TrainResult) -> convert.TrainOutcome:
+        """Evaluate on test, store the checkpoint, then the job record (the record commits the job)."""
+        device = next(result.model.parameters()).device
+        test = evaluate(result.model, dataset, "test", batch_size=job.train.eval_batch_size, device=device).metrics()
+        payload = checkpoint_bytes(result.model, job.train, dataset.version, {"test": test, "valid": result.valid})
+        blob = self.store.put(f"checkpoints/{job.job_id}.pt", payload)
+        outcome = convert.TrainOutcome(
+            job.job_id, BlobRef(blob.uri, blob.sha256), test, result.valid, result.best_epoch, result.epochs,
+            result.stopped_by, result.seconds, result.seconds_per_epoch, result.peak_memory_mb, dataset.version)
+        self.jobs.save(job, outcome)
+        logger.info("job %s: published %s (test ndcg@10 %.4f)", job.job_id, blob.uri, test["ndcg@10"])
+        return outcome

@@ -1,0 +1,97 @@
+"""Every backbone: causal, shape-correct, and incremental decoding equal to re-encoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsir.config import ModelConfig
+from rsir.errors import ConfigError
+from rsir.models import MODELS, build_model
+
+
+@pytest.fixture(params=sorted(MODELS))
+def model(request):
+    torch.manual_seed(0)
+    return build_model(ModelConfig(name=request.param, dim=16, heads=2, max_len=12), num_items=40).eval()
+
+
+def test_shapes_and_padding_score(model):
+    items = torch.randint(1, 41, (3, 7))
+    hidden = model(items)
+    assert hidden.shape == (3, 7, 16)
+    scores = model.score(hidden[:, -1])
+    assert scores.shape == (3, 41)
+    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+
+
+def test_causality(model):
+    items = torch.randint(1, 41, (4, 10))
+    changed = items.clone()
+    changed[:, 6:] = torch.randint(1, 41, (4, 4))
+    assert torch.allclose(model(items)[:, :6], model(changed)[:, :6], atol=1e-6)
+
+
+def test_incremental_decoding_equals_full_encoding(model):
+    torch.manual_seed(1)
+    full_items = torch.randint(1, 41, (4, 12))
+    lengths = torch.tensor([1, 4, 2, 6])
+    context = full_items[:, :6].clone()
+    for row, n in enumerate(lengths.tolist()):
+        context[row, n:] = 0
+    with torch.no_grad():
+        reference = model(full_items)
+        hidden, cache = model.prefill(context, lengths, capacity=12)
+        rows = torch.arange(4)
+        assert torch.allclose(hidden, reference[rows, lengths - 1], atol=1e-5)
+        for _ in range(5):
+            nxt = full_items[rows, cache.lengths]
+            hidden = model.extend(cache, nxt)
+            assert torch.allclose(hidden, reference[rows, cache.lengths - 1], atol=1e-5)
+        # a shrinking batch keeps the remaining rows' state
+        keep = torch.tensor([3, 1])
+        small = cache.select(keep)
+        hidden = model.extend(small, full_items[keep, small.lengths])
+        assert torch.allclose(hidden, reference[keep, small.lengths - 1], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n, cls in sorted(MODELS.items()) if cls.supports_segments])
+def test_packed_segments_encode_like_separate_sequences(name):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, dim=16, heads=2, max_len=12), num_items=40).eval()
+    a, b = torch.randint(1, 41, (4,)), torch.randint(1, 41, (6,))
+    packed = torch.cat([a, b, torch.zeros(2, dtype=torch.long)])[None]
+    segments = torch.tensor([[1] * 4 + [2] * 6 + [0, 0]])
+    out = model(packed, segments)[0]
+    assert torch.allclose(out[:4], model(a[None])[0], atol=1e-5)
+    assert torch.allclose(out[4:10], model(b[None])[0], atol=1e-5)
+
+
+def test_unknown_model_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown model 'bert'"):
+        build_model(ModelConfig(name="bert"), 10)
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ConfigError, match="heads"):
+        ModelConfig(dim=10, heads=3)
+    with pytest.raises(ConfigError, match="dropout"):
+        ModelConfig(dropout=1.5)
+
+
+def test_cl4srec_views_are_valid_sequences():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="cl4srec", dim=16, max_len=12), num_items=40)
+    items = torch.zeros(64, 10, dtype=torch.long)
+    lengths = torch.randint(1, 11, (64,))
+    for row, n in enumerate(lengths.tolist()):
+        items[row, :n] = torch.randperm(40)[:n] + 1
+    view, view_len = model.augment(items, lengths)
+    assert (view_len >= 1).all() and (view_len <= lengths).all()
+    for row in range(64):
+        n = int(view_len[row])
+        assert (view[row, n:] == 0).all() and (view[row, :n] > 0).all()
+        original = set(items[row, : lengths[row]].tolist())
+        assert set(view[row, :n].tolist()) <= original | {model.mask_token}
+    loss = model.train().auxiliary_loss(items, lengths)
+    assert loss is not None and torch.isfinite(loss)
