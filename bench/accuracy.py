@@ -27,7 +27,7 @@ from rsir.training import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS: dict[str, tuple[ModelConfig, TrainConfig]] = {
-    "strong": (ModelConfig(dim=64, layers=2, heads=2, dropout=0.2), TrainConfig(loss="ce", batch_size=64, patience=8)),
+    "strong": (ModelConfig(dim=64, layers=2, heads=2, dropout=0.5), TrainConfig(loss="ce", batch_size=64, patience=8)),
     "paper": (ModelConfig(dim=64, layers=2, heads=2, dropout=0.2),
               TrainConfig(loss="sampled", negatives=256, batch_size=256, patience=20)),
 }

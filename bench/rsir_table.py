@@ -1,0 +1,129 @@
+"""RSIR against the baselines (paper Table 1 and its ablations) → bench/results/rsir/*.json.
+
+For every (dataset, backbone, seed): a base model on D0; RSIR: the base model generates D'1,
+a fresh student trains on D1 = D0 ∪ D'1 (``--iterations K`` repeats, Table 6); Reordering and
+Insertion add exactly as many sequences as RSIR did. Base checkpoints are cached under
+``bench/cache`` so that variants (``--tag``) reuse the same teacher. Per-user test ranks are kept
+(``bench/results/rsir/ranks``) so ``summarize.py`` can run paired tests across seeds.
+
+Examples::
+
+    python bench/rsir_table.py --datasets beauty --models sasrec --seeds 0 1 2
+    python bench/rsir_table.py --datasets sports --iterations 5 --methods rsir          # Table 6
+    python bench/rsir_table.py --datasets sports --tau inf --iterations 3 --tag no-fidelity  # Table 2
+    python bench/rsir_table.py --datasets sports --tau 5 --tag tau5 --methods rsir      # Table 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+from accuracy import SETTINGS
+from machine import machine
+
+from rsir.analysis import describe
+from rsir.augmentation import augment
+from rsir.checkpoint import load_checkpoint, save_checkpoint
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig
+from rsir.datasets import SequenceDataset
+from rsir.evaluation import evaluate
+from rsir.generation import generate, merge_generated
+from rsir.sources import load_dataset
+from rsir.training import train
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "rsir"
+CACHE = HERE / "cache"
+
+
+def _fit(data: SequenceDataset, model: ModelConfig, config: TrainConfig) -> tuple[object, dict]:
+    result = train(data, model, config, progress=False)
+    test = evaluate(result.model, data, "test")
+    return result.model, {"valid": result.valid, "test": test.metrics(), "best_epoch": result.best_epoch,
+                          "epochs": result.epochs, "train_seconds": result.seconds, "ranks": test.ranks}
+
+
+def _save(name: str, row: dict) -> None:
+    (OUT / "ranks").mkdir(parents=True, exist_ok=True)
+    np.save(OUT / "ranks" / f"{name}.npy", row.pop("ranks").astype(np.int32))
+    row["machine"], row["date"] = machine(), time.strftime("%Y-%m-%d")
+    (OUT / f"{name}.json").write_text(json.dumps(row, indent=2, default=float) + "\n")
+    print(f"{name}: test recall@10 {row['test']['recall@10']:.4f} ndcg@10 {row['test']['ndcg@10']:.4f}", flush=True)
+
+
+def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> None:
+    data = load_dataset(dataset_name, args.data_dir)
+    model_config, train_config = SETTINGS[args.setting]
+    model_config = replace(model_config, name=model_name)
+    train_config = replace(train_config, seed=seed, synthetic_weight=args.synthetic_weight)
+    stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
+    CACHE.mkdir(exist_ok=True)
+    base_ckpt = CACHE / f"{stem}-base.pt"
+    if base_ckpt.exists() and (OUT / f"{stem}-base.json").exists():
+        teacher, _ = load_checkpoint(base_ckpt)
+    else:
+        teacher, row = _fit(data, model_config, replace(train_config, synthetic_weight=1.0))
+        save_checkpoint(base_ckpt, teacher, train_config, data.version, {"test": row["test"]})
+        _save(f"{stem}-base", {"method": "base", "dataset": dataset_name, "model": model_name, "seed": seed,
+                               "setting": args.setting, "data": describe(data), **row})
+    generation = GenerationConfig(tau=args.tau, p=args.p, m=args.m, top_k=args.top_k, temperature=args.temperature,
+                                  prefix=args.prefix, seed=seed)
+    current, added = data, 0
+    for k in range(1, args.iterations + 1):
+        start = time.perf_counter()
+        batches = list(generate(teacher, current, generation))
+        current, counts = merge_generated(current, batches, name=f"{dataset_name}+rsir{k}")
+        gen_seconds = time.perf_counter() - start
+        if k == 1:
+            added = counts["added"]
+        if "rsir" in args.methods:
+            teacher, row = _fit(current, model_config, train_config)
+            _save(f"{stem}-rsir{k}{args.tag}", {
+                "method": "rsir", "iteration": k, "dataset": dataset_name, "model": model_name, "seed": seed,
+                "setting": args.setting, "generation": asdict(generation), "gen_stats": batches[-1].stats.to_dict(),
+                "merge": counts, "generation_seconds": gen_seconds,
+                "synthetic_weight": args.synthetic_weight, "data": describe(current), **row})
+    for method in ("reorder", "insertion"):
+        if method in args.methods:
+            augmented = augment(data, method, added, seed=seed)
+            _, row = _fit(augmented, model_config, train_config)
+            _save(f"{stem}-{method}{args.tag}", {"method": method, "dataset": dataset_name, "model": model_name,
+                                                  "seed": seed, "setting": args.setting, "added": added,
+                                                  "data": describe(augmented), **row})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["beauty", "sports", "toys"])
+    parser.add_argument("--models", nargs="+", default=["sasrec"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["rsir", "reorder", "insertion"],
+                        choices=["rsir", "reorder", "insertion"])
+    parser.add_argument("--setting", default="strong", choices=list(SETTINGS))
+    parser.add_argument("--iterations", type=int, default=1)
+    parser.add_argument("--tau", type=float, default=20)
+    parser.add_argument("--p", type=float, default=0.5)
+    parser.add_argument("--m", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=1)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--prefix", default="first", choices=["first", "random"])
+    parser.add_argument("--synthetic-weight", type=float, default=1.0)
+    parser.add_argument("--tag", default="", help="suffix for result names of a variant (e.g. -tau5)")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    if not math.isfinite(args.tau) and not args.tag:
+        args.tag = "-no-fidelity"
+    for dataset in args.datasets:
+        for model in args.models:
+            for seed in args.seeds:
+                run(dataset, model, seed, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The orchestrator: a FastAPI run API and dashboard over Redis state, driving the trainer and generators."""

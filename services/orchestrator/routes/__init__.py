@@ -1,0 +1,1 @@
+"""One router per resource: runs, datasets, checkpoints, artifacts, health and metrics, dashboard."""

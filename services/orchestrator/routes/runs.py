@@ -1,0 +1,124 @@
+"""``/runs``: submit, list, inspect and cancel runs, and follow one live over server-sent events."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from rsir.sources import BENCHMARKS, data_dir
+from services.orchestrator.deps import Authorized, DriverDep, SettingsDep, StoreDep, field_error
+from services.orchestrator.schemas import HEX64, RUN_ID, RunCreated, RunSpec, RunView
+from services.orchestrator.store import FINAL, DatasetStore
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+RunId = Annotated[str, Path(pattern=RUN_ID, description="run id, e.g. r0123456789ab")]
+EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+BLOCK_MS = 5000  # how long one read waits for events before a keep-alive comment
+
+
+def _check_inputs(spec: RunSpec, store: DatasetStore, settings: Any) -> None:
+    """What the spec alone cannot tell: the dataset and teacher checkpoint exist and fit together."""
+    record = None
+    if HEX64.fullmatch(spec.dataset):
+        record = store.get_dataset(spec.dataset)
+        if record is None:
+            raise field_error(422, ["body", "dataset"], f"no dataset version {spec.dataset}; upload one with "
+                              "POST /datasets")
+    elif spec.dataset in BENCHMARKS:
+        root = data_dir(settings.data_dir)
+        if root is None or not (root / BENCHMARKS[spec.dataset].file).is_file():
+            raise field_error(422, ["body", "dataset"], f"benchmark {spec.dataset!r} is not available here "
+                              "(set ORCHESTRATOR_DATA_DIR or RSIR_DATA_DIR), or upload it with POST /datasets")
+    if spec.teacher is not None and spec.teacher.checkpoint is not None:
+        loc = ["body", "teacher", "checkpoint"]
+        checkpoint = store.get_checkpoint(spec.teacher.checkpoint)
+        if checkpoint is None:
+            raise field_error(422, loc, "no uploaded checkpoint with this sha256; upload it with POST /checkpoints")
+        if record is not None and checkpoint["num_items"] != record["stats"]["items"]:
+            raise field_error(422, loc, f"the checkpoint scores {checkpoint['num_items']} items, the dataset has "
+                              f"{record['stats']['items']}")
+        if spec.generation.config(0).max_len > checkpoint["model"]["max_len"]:
+            raise field_error(422, ["body", "generation", "max_len"], "exceeds the teacher checkpoint's max_len "
+                              f"({checkpoint['model']['max_len']})")
+
+
+def _view(store: DatasetStore, run_id: str) -> dict[str, Any]:
+    run = store.get_run(run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
+    if run["status"] == "running":
+        run["progress"] = store.get_progress(run_id)
+    return run
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunCreated, dependencies=[Authorized])
+def create_run(spec: RunSpec, store: StoreDep, driver: DriverDep, settings: SettingsDep) -> RunCreated:
+    """Queue a run; it starts when a driver worker is free (``ORCHESTRATOR_MAX_CONCURRENT_RUNS``)."""
+    _check_inputs(spec, store, settings)
+    run = driver.submit(spec)
+    return RunCreated(id=run["id"], status=run["status"], url=f"/runs/{run['id']}", events=f"/runs/{run['id']}/events")
+
+
+@router.get("", response_model=list[RunView])
+def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+              offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
+    """Runs, newest first."""
+    return store.list_runs(limit, offset)
+
+
+@router.get("/{run_id}", response_model=RunView)
+def get_run(run_id: RunId, store: StoreDep) -> dict[str, Any]:
+    """Stage, iteration, live progress, metrics per iteration, generation statistics and timings."""
+    return _view(store, run_id)
+
+
+@router.post("/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=RunView,
+             dependencies=[Authorized])
+def cancel_run(run_id: RunId, store: StoreDep, driver: DriverDep) -> dict[str, Any]:
+    """Cancel a run: a queued one at once, a running one within one epoch or generation batch."""
+    run = _view(store, run_id)
+    if run["status"] in FINAL:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is already {run['status']}")
+    return driver.cancel(run)
+
+
+@router.get("/{run_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}})
+async def run_events(run_id: RunId, request: Request, store: StoreDep,
+                     last_event_id: Annotated[str | None, Header()] = None,
+                     after: Annotated[str | None, Query(pattern=EVENT_ID.pattern)] = None) -> StreamingResponse:
+    """Live events (``status``, ``stage``, ``epoch``, ``shard``, ``dataset``, ``iteration``, ``finished``).
+
+    Each carries its stream id, so a reconnecting ``EventSource`` resumes after the last one it saw;
+    the stream ends after ``finished``.
+    """
+    if await run_in_threadpool(store.get_run, run_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
+    aredis = request.app.state.aredis
+    if aredis is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "event streaming needs a Redis URL")
+    start = last_event_id if last_event_id and EVENT_ID.fullmatch(last_event_id) else after or "0-0"
+    key = store.events_key(run_id)
+
+    async def stream() -> AsyncIterator[str]:
+        last = start
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            got = await aredis.xread({key: last}, count=200, block=BLOCK_MS)
+            if not got:
+                yield ": keep-alive\n\n"
+                continue
+            for entry_id, fields in got[0][1]:
+                last = entry_id.decode()
+                kind = fields[b"type"].decode()
+                yield f"id: {last}\nevent: {kind}\ndata: {fields[b'data'].decode()}\n\n"
+                if kind == "finished":
+                    return
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

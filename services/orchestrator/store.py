@@ -1,0 +1,211 @@
+"""Run state and dataset versions: Redis is the system of record, object storage holds the blobs.
+
+Keys, all under ``<prefix>:``:
+
+- ``run:<id>``: the run's JSON document (spec, status, stage, iterations). It is rewritten whole
+  after every stage, so a reader (or a restarted orchestrator) sees one stage's state or the next's.
+- ``run:<id>:progress`` (the stage in flight: epoch, shard counts), ``run:<id>:cancel`` (a cancel
+  was asked), ``run:<id>:events`` (a stream: the SSE feed).
+- ``runs`` (ids by creation time), ``runs:status:<status>`` (ids per status, for /metrics).
+- ``queue`` and ``active``: a reliable queue. A worker moves an id from ``queue`` to ``active`` in
+  one command (BLMOVE), so a crash can never lose a run that was taken but not finished.
+- ``dataset:<version>`` and ``datasets``: lineage records of content-addressed dataset versions.
+  Publishing the same content twice finds the record there (first writer wins), so a stage that is
+  repeated after a crash never makes a second version.
+- ``checkpoint:<sha256>`` and ``checkpoints``: uploaded teacher checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import redis
+
+from rsir.analysis import describe
+from rsir.datasets import SequenceDataset
+from services.common.artifacts import DatasetRef, fetch_dataset
+from services.common.storage import ObjectStore
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+FINAL = frozenset({"completed", "failed", "cancelled"})
+EVENTS_MAXLEN = 5000
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, so that every document is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(jsonable(value), separators=(",", ":"), allow_nan=False)
+
+
+class DatasetStore:
+    """Runs, events, dataset versions and uploaded checkpoints over one Redis and one object store."""
+
+    def __init__(self, client: redis.Redis, objects: ObjectStore, *, prefix: str = "rsir", url: str = ""):
+        self.redis, self.objects, self.prefix = client, objects, prefix
+        self.url = url  # lets the app open an asyncio client on the same server (SSE)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def create_run(self, run: dict[str, Any]) -> None:
+        """Store a new run and queue it, atomically."""
+        with self.redis.pipeline() as pipe:
+            pipe.set(self.key("run", run["id"]), dumps(run))
+            pipe.zadd(self.key("runs"), {run["id"]: run["created_at"]})
+            pipe.sadd(self.key("runs:status", run["status"]), run["id"])
+            pipe.rpush(self.key("queue"), run["id"])
+            pipe.execute()
+        self.emit(run["id"], "status", {"status": run["status"]})
+
+    def save_run(self, run: dict[str, Any]) -> None:
+        """Commit a run's document (and its status index) in one transaction."""
+        run["updated_at"] = time.time()
+        with self.redis.pipeline() as pipe:
+            pipe.set(self.key("run", run["id"]), dumps(run))
+            for status in STATUSES:
+                (pipe.sadd if status == run["status"] else pipe.srem)(self.key("runs:status", status), run["id"])
+            pipe.execute()
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self.key("run", run_id))
+        return None if raw is None else json.loads(raw)
+
+    def list_runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        ids = self.redis.zrevrange(self.key("runs"), offset, offset + limit - 1)
+        if not ids:
+            return []
+        docs = self.redis.mget([self.key("run", i.decode()) for i in ids])
+        return [json.loads(d) for d in docs if d is not None]
+
+    def count_runs(self) -> dict[str, int]:
+        with self.redis.pipeline() as pipe:
+            for status in STATUSES:
+                pipe.scard(self.key("runs:status", status))
+            return dict(zip(STATUSES, pipe.execute(), strict=True))
+
+    def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
+        self.redis.set(self.key("run", run_id, "progress"), dumps({**progress, "updated_at": time.time()}))
+
+    def get_progress(self, run_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self.key("run", run_id, "progress"))
+        return None if raw is None else json.loads(raw)
+
+    # -- queue and cancellation ---------------------------------------------------------------------
+    def claim(self, timeout: float) -> str | None:
+        """Take the next queued run (moved to ``active`` atomically); None after ``timeout`` seconds."""
+        got = self.redis.blmove(self.key("queue"), self.key("active"), timeout, "LEFT", "RIGHT")
+        return None if got is None else got.decode()
+
+    def release(self, run_id: str) -> None:
+        self.redis.lrem(self.key("active"), 0, run_id)
+
+    def requeue_active(self) -> list[str]:
+        """Put runs a previous process had taken back at the head of the queue, oldest first."""
+        moved = []
+        while (got := self.redis.lmove(self.key("active"), self.key("queue"), "RIGHT", "LEFT")) is not None:
+            moved.append(got.decode())
+        return moved[::-1]
+
+    def dequeue(self, run_id: str) -> bool:
+        """Remove a run that no worker has taken yet; False when it was not waiting."""
+        return bool(self.redis.lrem(self.key("queue"), 0, run_id))
+
+    def queue_length(self) -> int:
+        return int(self.redis.llen(self.key("queue")))
+
+    def request_cancel(self, run_id: str) -> None:
+        self.redis.set(self.key("run", run_id, "cancel"), "1")
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return bool(self.redis.exists(self.key("run", run_id, "cancel")))
+
+    # -- events -------------------------------------------------------------------------------------
+    def events_key(self, run_id: str) -> str:
+        return self.key("run", run_id, "events")
+
+    def emit(self, run_id: str, kind: str, data: dict[str, Any]) -> str:
+        entry = {"type": kind, "data": dumps({**data, "time": time.time()})}
+        return self.redis.xadd(self.events_key(run_id), entry, maxlen=EVENTS_MAXLEN, approximate=True).decode()
+
+    def events(self, run_id: str, after: str = "-", count: int = 1000) -> list[tuple[str, str, dict[str, Any]]]:
+        """Events after id ``after`` (exclusive; "-" for all): (id, type, data)."""
+        start = "-" if after == "-" else f"({after}"
+        return [(i.decode(), f[b"type"].decode(), json.loads(f[b"data"]))
+                for i, f in self.redis.xrange(self.events_key(run_id), start, "+", count=count)]
+
+    # -- dataset versions ---------------------------------------------------------------------------
+    def publish_dataset(self, dataset: SequenceDataset, lineage: dict[str, Any],
+                        stats: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+        """Store ``dataset`` under its content address and record its lineage; (record, created).
+
+        The blob is written before the record, so a record always points at a stored blob; a crash
+        in between leaves a blob that the repeated stage finds and reuses.
+        """
+        existing = self.get_dataset(dataset.version)
+        if existing is not None:
+            return existing, False
+        key = f"datasets/{dataset.version}.npz"
+        head = self.objects.head(key)
+        if head is None:
+            head = self.objects.put(key, dataset.to_bytes())
+        record = {"version": dataset.version, "name": dataset.name, "uri": head.uri, "sha256": head.sha256,
+                  "size": head.size, "created_at": time.time(),
+                  "stats": stats if stats is not None else describe(dataset), **lineage}
+        if not self.redis.set(self.key("dataset", dataset.version), dumps(record), nx=True):
+            return self.get_dataset(dataset.version) or record, False  # another writer won the race
+        self.redis.zadd(self.key("datasets"), {dataset.version: record["created_at"]})
+        return record, True
+
+    def get_dataset(self, version: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self.key("dataset", version))
+        return None if raw is None else json.loads(raw)
+
+    def list_datasets(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        versions = self.redis.zrevrange(self.key("datasets"), offset, offset + limit - 1)
+        docs = self.redis.mget([self.key("dataset", v.decode()) for v in versions]) if versions else []
+        return [json.loads(d) for d in docs if d is not None]
+
+    def count_datasets(self) -> int:
+        return int(self.redis.zcard(self.key("datasets")))
+
+    def dataset_ref(self, version: str) -> DatasetRef:
+        record = self.get_dataset(version)
+        if record is None:
+            raise LookupError(f"no dataset version {version}")
+        return DatasetRef(record["uri"], version)
+
+    def load_dataset(self, version: str) -> SequenceDataset:
+        return fetch_dataset(self.objects, self.dataset_ref(version))
+
+    # -- uploaded checkpoints -----------------------------------------------------------------------
+    def add_checkpoint(self, record: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bool]:
+        existing = self.get_checkpoint(record["sha256"])
+        if existing is not None:
+            return existing, False
+        info = self.objects.put(f"checkpoints/uploaded/{record['sha256']}.pt", payload)
+        record = {**record, "uri": info.uri, "size": info.size, "created_at": time.time()}
+        self.redis.set(self.key("checkpoint", record["sha256"]), dumps(record))
+        self.redis.zadd(self.key("checkpoints"), {record["sha256"]: record["created_at"]})
+        return record, True
+
+    def get_checkpoint(self, sha256: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self.key("checkpoint", sha256))
+        return None if raw is None else json.loads(raw)
+
+    def list_checkpoints(self) -> list[dict[str, Any]]:
+        shas = self.redis.zrevrange(self.key("checkpoints"), 0, -1)
+        docs = self.redis.mget([self.key("checkpoint", s.decode()) for s in shas]) if shas else []
+        return [json.loads(d) for d in docs if d is not None]

@@ -1,0 +1,55 @@
+"""The orchestrator's pure pieces: the stopping rule, spec round trips, settings parsing, strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from services.orchestrator.driver import after_student
+from services.orchestrator.report import run_document
+from services.orchestrator.schemas import RunSpec
+from services.orchestrator.settings import OrchestratorSettings
+from services.orchestrator.shards import shard_keys
+from services.orchestrator.store import dumps
+
+
+@pytest.mark.parametrize(("scores", "iterations", "patience", "expected"), [
+    ([0.1], 2, None, (0, None)),
+    ([0.1, 0.2, 0.3], 2, None, (2, "iterations")),
+    ([0.3, 0.2], 5, 1, (0, "early_stop")),
+    ([0.3, 0.2], 5, 2, (0, None)),
+    ([0.1, 0.3, 0.3, 0.2], 5, 2, (1, "early_stop")),  # a tie keeps the earlier iteration
+    ([0.2, 0.1, 0.3], 5, 2, (2, None)),
+])
+def test_selection_and_early_stop(scores, iterations, patience, expected):
+    assert after_student(scores, iterations, patience) == expected
+
+
+def test_spec_round_trips_through_the_run_document_with_infinite_tau():
+    spec = RunSpec.model_validate({"dataset": "synthetic", "generation": {"tau": "inf", "p": 0.3},
+                                   "teacher": {"model": {"name": "gru", "dim": 8}}})
+    stored = json.loads(dumps(run_document(spec)))  # strict JSON, as Redis holds it
+    again = RunSpec.model_validate(stored["spec"])
+    assert math.isinf(again.generation.config(0).tau) and again.generation.config(0).p == 0.3
+    assert again.teacher.model.config().name == "gru" and again == spec
+
+
+def test_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_GENERATOR_ADDRS", "gen-a:50052, gen-b:50052,")
+    monkeypatch.setenv("ORCHESTRATOR_API_TOKEN", "s3cret-value")
+    monkeypatch.setenv("ORCHESTRATOR_MAX_CONCURRENT_RUNS", "3")
+    settings = OrchestratorSettings()
+    assert settings.generator_addrs == ["gen-a:50052", "gen-b:50052"]
+    assert settings.token("api_token") == "s3cret-value" and "s3cret" not in repr(settings)
+    assert settings.max_concurrent_runs == 3 and settings.redis_url is None
+    monkeypatch.setenv("ORCHESTRATOR_GENERATOR_ADDRS", " , ")
+    with pytest.raises(ValueError, match="at least one generator"):
+        OrchestratorSettings()
+
+
+def test_documents_are_strict_json_and_shard_keys_are_fixed():
+    assert json.loads(dumps({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": [None, 1.5]}
+    assert shard_keys("r0123456789ab", 1, 2) == ["generated/r0123456789ab/1/shard-0-of-2.npz",
+                                                 "generated/r0123456789ab/1/shard-1-of-2.npz"]
