@@ -1,9 +1,9 @@
-# Set-up and everyday tasks. `make demo` and `make test` are the README's two commands.
+# Set-up and everyday tasks. `make up` and `make test` are the README's two commands.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench proto clean
+.PHONY: setup up demo test lint bench proto clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+up: setup  # the local stack (trainer, generator, orchestrator) with a demo run; Ctrl-C stops it
+	$(VENV)/bin/rsir up --demo
 
 demo: setup
 	$(VENV)/bin/rsir run --data synthetic --iterations 2 --out runs/demo

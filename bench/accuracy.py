@@ -19,6 +19,7 @@ from pathlib import Path
 
 from machine import machine  # bench/ is on sys.path when a script here runs
 
+from rsir.checkpoint import save_checkpoint
 from rsir.config import ModelConfig, TrainConfig
 from rsir.evaluation import evaluate
 from rsir.resources import resolve_device
@@ -26,6 +27,7 @@ from rsir.sources import load_dataset
 from rsir.training import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = Path(__file__).resolve().parent / "cache"  # trained models, reused as teachers by rsir_table.py
 SETTINGS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "strong": (ModelConfig(dim=64, layers=2, heads=2, dropout=0.5), TrainConfig(loss="ce", batch_size=64, patience=8)),
     "paper": (ModelConfig(dim=64, layers=2, heads=2, dropout=0.2),
@@ -42,6 +44,10 @@ def run_one(dataset_name: str, model_name: str, setting: str, seed: int, data_di
     result = train(dataset, model_config, train_config, progress=False)
     eval_start = time.perf_counter()
     test = evaluate(result.model, dataset, "test", device=resolve_device(train_config.device)).metrics()
+    summary = {"valid": result.valid, "test": test, "best_epoch": result.best_epoch, "epochs": result.epochs,
+               "train_seconds": result.seconds}
+    save_checkpoint(CACHE / f"{dataset_name}-{model_name}-{setting}-seed{seed}-base.pt", result.model, train_config,
+                    dataset.version, summary)
     return {
         "dataset": dataset_name, "model": model_name, "setting": setting, "seed": seed,
         "model_config": asdict(model_config), "train_config": asdict(train_config),

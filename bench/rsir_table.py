@@ -3,8 +3,9 @@
 For every (dataset, backbone, seed): a base model on D0; RSIR: the base model generates D'1,
 a fresh student trains on D1 = D0 ∪ D'1 (``--iterations K`` repeats, Table 6); Reordering and
 Insertion add exactly as many sequences as RSIR did. Base checkpoints are cached under
-``bench/cache`` so that variants (``--tag``) reuse the same teacher. Per-user test ranks are kept
-(``bench/results/rsir/ranks``) so ``summarize.py`` can run paired tests across seeds.
+``bench/cache`` (also written by ``accuracy.py``) so that variants (``--tag``) reuse the same
+teacher. Per-user test ranks are kept (``bench/results/rsir/ranks``) so ``summarize.py`` can run
+paired tests across seeds.
 
 Examples::
 
@@ -67,6 +68,12 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
     base_ckpt = CACHE / f"{stem}-base.pt"
     if base_ckpt.exists() and (OUT / f"{stem}-base.json").exists():
         teacher, _ = load_checkpoint(base_ckpt)
+    elif base_ckpt.exists():  # trained by accuracy.py: evaluate it here for the per-user ranks
+        teacher, info = load_checkpoint(base_ckpt)
+        test = evaluate(teacher, data, "test")
+        _save(f"{stem}-base", {"method": "base", "dataset": dataset_name, "model": model_name, "seed": seed,
+                               "setting": args.setting, "data": describe(data), **info.metrics,
+                               "test": test.metrics(), "ranks": test.ranks})
     else:
         teacher, row = _fit(data, model_config, replace(train_config, synthetic_weight=1.0))
         save_checkpoint(base_ckpt, teacher, train_config, data.version, {"test": row["test"]})
@@ -85,17 +92,17 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         if "rsir" in args.methods:
             teacher, row = _fit(current, model_config, train_config)
             _save(f"{stem}-rsir{k}{args.tag}", {
-                "method": "rsir", "iteration": k, "dataset": dataset_name, "model": model_name, "seed": seed,
-                "setting": args.setting, "generation": asdict(generation), "gen_stats": batches[-1].stats.to_dict(),
-                "merge": counts, "generation_seconds": gen_seconds,
+                "method": "rsir", "iteration": k, "tag": args.tag, "dataset": dataset_name, "model": model_name,
+                "seed": seed, "setting": args.setting, "generation": asdict(generation),
+                "gen_stats": batches[-1].stats.to_dict(), "merge": counts, "generation_seconds": gen_seconds,
                 "synthetic_weight": args.synthetic_weight, "data": describe(current), **row})
     for method in ("reorder", "insertion"):
         if method in args.methods:
             augmented = augment(data, method, added, seed=seed)
             _, row = _fit(augmented, model_config, train_config)
-            _save(f"{stem}-{method}{args.tag}", {"method": method, "dataset": dataset_name, "model": model_name,
-                                                  "seed": seed, "setting": args.setting, "added": added,
-                                                  "data": describe(augmented), **row})
+            _save(f"{stem}-{method}{args.tag}", {"method": method, "tag": args.tag, "dataset": dataset_name,
+                                                  "model": model_name, "seed": seed, "setting": args.setting,
+                                                  "added": added, "data": describe(augmented), **row})
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ uvicorn worker) on free loopback ports, seeds Redis with completed runs shaped l
 (3 iterations with metrics, dataset statistics, generation and shard statistics), then sends an
 open-loop load: request i is sent at t0 + i / rate whether or not earlier ones have answered, so a
 slow server cannot slow the load down and hide its queueing (no coordinated omission). Latency is
-measured from each request's scheduled time to its response. Both processes are stopped by PID.
+measured from each request's scheduled time to its response. The orchestrator's resident memory is
+read before and after the load (its growth) and at its peak. Both processes are stopped by PID.
 
 Usage: ``python bench/status_latency.py [--rate 200] [--seconds 15]``
 """
@@ -99,6 +100,12 @@ def seed(client: redis.Redis, runs: int) -> tuple[list[str], list[str]]:
     return ids, versions
 
 
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process now (VmRSS) and at its peak (VmHWM), from /proc (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {name: int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM")}
+
+
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -178,7 +185,9 @@ def main() -> None:
                  "dataset": [f"/datasets/{v}" for v in versions]}
         rng = np.random.default_rng(0)
         asyncio.run(load(base, paths, 50, 2, False, rng))  # warm-up, not recorded
+        before = memory_mb(procs[-1].pid)
         results = asyncio.run(load(base, paths, args.rate, args.seconds, True, rng))
+        after = memory_mb(procs[-1].pid)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -194,6 +203,8 @@ def main() -> None:
                   "server": "python -m services.orchestrator (1 uvicorn worker) + redis-server, loopback",
                   "latency": "from each request's scheduled send time (open loop) to its response"},
         "overall": overall,
+        "orchestrator_memory_mb": {"rss_before": before["VmRSS"], "rss_after": after["VmRSS"],
+                                   "growth": after["VmRSS"] - before["VmRSS"], "peak": after["VmHWM"]},
         "endpoints": {name: summarize([r[1] for r in results if r[0] == name], [r[2] for r in results if r[0] == name],
                                       args.seconds) for name, _ in MIX},
         "bar": {"p99_ms_at_most": 50, "rate_rps_at_least": 200,

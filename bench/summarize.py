@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rsir.evaluation import EvalResult, paired_test
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOC = HERE.parent / "docs" / "results.md"
@@ -65,13 +67,64 @@ def generation_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def rsir_table() -> str:
+    """Base against RSIR and the augmentation baselines; the paired test pools users over seeds."""
+    rows = _load("rsir/*.json")
+    if not rows:
+        return "_no RSIR results yet_\n"
+    groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        variant = r["method"] + (str(r["iteration"]) if r["method"] == "rsir" else "") + r.get("tag", "")
+        groups[(r["dataset"], r["model"], r["setting"])][variant].append(r)
+    lines = ["| dataset | model | setting | method | seeds | added | valid N@20 | test R@10 | test N@10 | "
+             "ΔR@10 vs base | p (t-test, R@10) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, model, setting), variants in sorted(groups.items()):
+        base = {r["seed"]: r for r in variants.get("base", [])}
+        for variant, rs in sorted(variants.items(), key=lambda kv: (kv[0] != "base", kv[0])):
+            recall = np.mean([r["test"]["recall@10"] for r in rs])
+            paired = [r for r in rs if r["seed"] in base]
+            gain, p_value = "–", "–"
+            if variant != "base" and paired:
+                ranks = lambda rows, key: EvalResult(np.concatenate([  # noqa: E731
+                    np.load(RESULTS / "rsir" / "ranks" / f"{_stem(r, key)}.npy") for r in rows]))
+                test = paired_test(ranks([base[r["seed"]] for r in paired], "base"), ranks(paired, None))
+                gain, p_value = f"{100 * test['relative']:+.1f} %", f"{test['p_ttest']:.3f}"
+            added = rs[0].get("merge", {}).get("added", rs[0].get("added", 0))
+            lines.append(f"| {dataset} | {model} | {setting} | {variant} | {len(rs)} | {added} | "
+                         f"{np.mean([r['valid']['ndcg@20'] for r in rs]):.4f} | {recall:.4f} | "
+                         f"{np.mean([r['test']['ndcg@10'] for r in rs]):.4f} | {gain} | {p_value} |")
+    return "\n".join(lines) + "\n"
+
+
+def _stem(row: dict, method: str | None) -> str:
+    method = method or (row["method"] + (str(row["iteration"]) if row["method"] == "rsir" else "") + row.get("tag", ""))
+    return f"{row['dataset']}-{row['model']}-{row['setting']}-seed{row['seed']}-{method}"
+
+
+def services_table() -> str:
+    lines = []
+    for r in _load("streaming-overhead-*.json"):
+        med = r["median_seconds"]
+        lines.append(f"- Streaming through the generator service on {r['data']} ({r['sequences']} sequences): "
+                     f"{med['service']:.2f} s against {med['in_process']:.2f} s in-process, overhead "
+                     f"{100 * r['overhead']:+.1f} % (same output: {r['same_output']}).")
+    for r in _load("status-latency.json"):
+        o = r["overall"]
+        lines.append(f"- Orchestrator status endpoints at {o['achieved_rps']:.0f} requests/s: "
+                     f"p50 {o['p50_ms']:.1f} ms, p99 {o['p99_ms']:.1f} ms, {o['errors']} errors "
+                     f"({o['requests']} requests).")
+    return "\n".join(lines) + "\n" if lines else "_no service results yet_\n"
+
+
 def main() -> None:
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(
         "# Results\n\nProduced by `python bench/summarize.py` from `bench/results/*.json`; rerun the scripts in "
         "`bench/` to reproduce. Test metrics are full-ranking leave-one-out with the user's history masked, at the "
         "epoch chosen on validation NDCG@20.\n\n## Backbones (bench/accuracy.py)\n\n" + accuracy_table()
-        + "\n## Generation speed (bench/generation_speed.py)\n\n" + generation_table())
+        + "\n## RSIR against the baselines (bench/rsir_table.py)\n\n" + rsir_table()
+        + "\n## Generation speed (bench/generation_speed.py)\n\n" + generation_table()
+        + "\n## Services (bench/streaming_overhead.py, bench/status_latency.py)\n\n" + services_table())
 
 
 if __name__ == "__main__":

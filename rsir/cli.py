@@ -17,6 +17,7 @@ from typing import Any
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.errors import RsirError
+from rsir.stack import add_command as add_up_command
 
 _RENAMED = {
     ModelConfig: {"name": "model"},
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", type=Path, help=".txt, .csv, .tsv, .parquet, .inter or .npz")
     data_args(p, positional="source")
     p.set_defaults(func=cmd_data_convert)
+    add_up_command(sub)  # rsir up: the services on this machine (rsir/stack.py)
     return parser
 
 

@@ -75,8 +75,8 @@ def read_sequences(path: str | Path, num_items: int | None = None) -> ParsedSequ
             try:
                 ids = np.array([int(x) for x in fields], dtype=np.int64)
             except (ValueError, OverflowError):
-                bad = next(x for x in fields if not _is_int(x))
-                raise DataError(f"{bad!r} is not an integer id", path, lineno) from None
+                bad = next(x for x in fields if not _is_int64(x))
+                raise DataError(f"{bad!r} is not an integer id below 2**63", path, lineno) from None
             user, items = int(ids[0]), ids[1:]
             if user in first_line:
                 raise DataError(f"user {user} already appeared on line {first_line[user]}", path, lineno)
@@ -100,12 +100,11 @@ def read_sequences(path: str | Path, num_items: int | None = None) -> ParsedSequ
     return ParsedSequences(np.asarray(users, dtype=np.int64), sequences, num_items or max_item)
 
 
-def _is_int(text: str) -> bool:
+def _is_int64(text: str) -> bool:
     try:
-        int(text)
+        return -(2**63) <= int(text) < 2**63
     except ValueError:
         return False
-    return True
 
 
 def write_sequences(path: str | Path, users: Sequence[int] | np.ndarray, sequences: Sequence[np.ndarray]) -> None:

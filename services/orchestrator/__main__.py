@@ -10,12 +10,17 @@ import uvicorn
 
 from services.common.logs import configure_logging
 from services.orchestrator.app import create_app
+from services.orchestrator.discovery import DiscoveryError, expand_addresses
 from services.orchestrator.settings import OrchestratorSettings
 
 
 def main() -> None:
     settings = OrchestratorSettings()
     configure_logging(settings.log_level)
+    try:  # dns:///NAME:PORT entries stand for every generator replica behind NAME
+        settings.generator_addrs = expand_addresses(settings.generator_addrs)
+    except DiscoveryError as exc:
+        raise SystemExit(f"orchestrator: {exc}") from None
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
                 access_log=False, timeout_graceful_shutdown=10)
 

@@ -26,7 +26,9 @@ from redis.retry import Retry
 
 from services.common.client import RetryPolicy
 from services.generator.client import GeneratorClient
+from services.orchestrator.content import FormAsJsonMiddleware
 from services.orchestrator.driver import Driver
+from services.orchestrator.errors import install_error_handlers
 from services.orchestrator.metrics import Metrics, MetricsMiddleware
 from services.orchestrator.routes import artifacts, checkpoints, dashboard, datasets, health, runs
 from services.orchestrator.settings import OrchestratorSettings
@@ -115,5 +117,7 @@ def create_app(settings: OrchestratorSettings, *, store: DatasetStore | None = N
     for module in (runs, datasets, checkpoints, artifacts, health, dashboard):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(FormAsJsonMiddleware)
+    install_error_handlers(app)
     return app
 

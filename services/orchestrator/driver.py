@@ -30,6 +30,7 @@ from rsir.sources import SYNTHETIC, load_benchmark
 from rsir.synthetic import synthetic_dataset
 from rsir.training import STOP_METRIC, EpochReport
 from services.common.artifacts import BlobRef
+from services.common.storage import StorageUnavailable
 from services.generator.client import GeneratorClient
 from services.orchestrator.metrics import Metrics
 from services.orchestrator.report import build_report, dataset_summary, outcome_json, run_document, significance
@@ -41,6 +42,8 @@ from services.trainer.client import IncompleteTraining, TrainerClient
 
 logger = logging.getLogger(__name__)
 BUSY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# the run waits at its stage for these to pass, and resumes there
+TRANSIENT = (redis.RedisError, StorageUnavailable)
 
 
 class RunError(RuntimeError):
@@ -108,8 +111,8 @@ class Driver:
                     if Execution(self, run_id).run():
                         self.store.release(run_id)
                     break
-                except redis.RedisError as exc:  # state cannot be written: wait, then resume from Redis
-                    logger.warning("run %s: redis unavailable (%s); retrying", run_id, exc)
+                except TRANSIENT as exc:  # state or blobs out of reach: wait, then resume from Redis
+                    logger.warning("run %s: %s: %s; retrying", run_id, type(exc).__name__, exc)
                     self.stopping.wait(2.0)
                 except Exception as exc:  # a bug or a corrupt document: fail the run, keep the worker
                     logger.exception("run %s: unexpected error", run_id)
@@ -183,7 +186,7 @@ class Execution:
                     return True
                 logger.info("run %s interrupted in %s; it resumes there on the next start", self.run_id, stage)
                 return False
-            except redis.RedisError:
+            except TRANSIENT:
                 raise
             except Exception as exc:
                 logger.exception("run %s failed in stage %s", self.run_id, stage)

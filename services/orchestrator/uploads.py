@@ -53,6 +53,8 @@ def ingest_dataset(store: DatasetStore, path: Path, filename: str, name: str, k_
         dataset = load_dataset(str(path), k_core=k_core)
     except (RsirError, ValueError, OSError) as exc:
         raise UploadRejected(str(exc).replace(str(path), filename)) from None
+    except Exception as exc:  # hostile bytes can trip a reader in ways it does not describe (an id past int64)
+        raise UploadRejected(f"{filename}: not a readable dataset ({type(exc).__name__})") from None
     dataset = dataclasses.replace(dataset, name=name)
     return store.publish_dataset(dataset, {"source": "upload", "parent": None, "filename": filename})
 

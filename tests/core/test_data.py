@@ -29,6 +29,7 @@ def test_read_sequences_keeps_ids_and_order(tmp_path):
     ("text", "line", "fragment"),
     [
         ("1 2 3 4\n2 5 x 7\n", 2, "'x' is not an integer"),
+        ("1 2 3 4\n2 5 99999999999999999999 7\n", 2, "'99999999999999999999' is not an integer id below 2**63"),
         ("1 2 3 4\n2 9\n", 2, "has 1 item"),
         ("1 2 3 4\n1 5 6 7\n", 2, "already appeared on line 1"),
         ("1 2 3 0\n", 1, "not positive"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -119,6 +120,15 @@ def test_cross_field_errors_name_the_field(client, change, field):
     response = client.post("/runs", json={**tiny_spec("synthetic"), **change})
     assert response.status_code == 422
     assert field in response.json()["detail"][0]["msg"]
+
+
+def test_a_curl_style_form_label_is_read_as_json(client):
+    """``curl -d @spec.json`` sends application/x-www-form-urlencoded; the body is still JSON."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    bad = client.post("/runs", content=json.dumps({**tiny_spec("synthetic"), "iterations": -1}), headers=form)
+    assert bad.status_code == 422 and ["body", "iterations"] in [e["loc"] for e in bad.json()["detail"]]
+    garbage = client.post("/runs", content=b"iterations=2", headers=form)
+    assert garbage.status_code == 422 and "json" in garbage.text.lower()
 
 
 def test_health_readiness_and_metrics(client, settings):

@@ -51,7 +51,7 @@ async def upload_dataset(request: Request, response: Response, store: StoreDep, 
 
 @router.get("", response_model=list[DatasetView])
 def list_datasets(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
     """Dataset versions, newest first."""
     return store.list_datasets(limit, offset)
 

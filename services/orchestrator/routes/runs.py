@@ -47,6 +47,11 @@ def _check_inputs(spec: RunSpec, store: DatasetStore, settings: Any) -> None:
                               f"({checkpoint['model']['max_len']})")
 
 
+def _stream_id(value: str) -> bool:
+    """A Redis stream id (``<ms>-<seq>``, each part below 2**64), which XREAD accepts."""
+    return bool(EVENT_ID.fullmatch(value)) and all(int(part) < 2**64 for part in value.split("-"))
+
+
 def _view(store: DatasetStore, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
     if run is None:
@@ -102,7 +107,9 @@ async def run_events(run_id: RunId, request: Request, store: StoreDep,
     aredis = request.app.state.aredis
     if aredis is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "event streaming needs a Redis URL")
-    start = last_event_id if last_event_id and EVENT_ID.fullmatch(last_event_id) else after or "0-0"
+    if after is not None and not _stream_id(after):
+        raise field_error(422, ["query", "after"], "not a stream id: both parts must be below 2**64")
+    start = last_event_id if last_event_id and _stream_id(last_event_id) else after or "0-0"
     key = store.events_key(run_id)
 
     async def stream() -> AsyncIterator[str]:

@@ -1,0 +1,39 @@
+"""The run specs a user sends first (examples/*.json, the `rsir up --demo` runs) pass the
+orchestrator's own validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from deploy_helpers import ROOT
+
+from rsir.sources import BENCHMARKS
+from rsir.stack import demo_spec
+from services.orchestrator.schemas import RunSpec
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+
+
+def test_the_readme_examples_are_there():
+    assert {p.name for p in EXAMPLES} >= {"beauty-sasrec.json", "beauty-gru-teaches-sasrec.json"}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_is_a_valid_run_spec(path):
+    spec = RunSpec.model_validate(json.loads(path.read_text()))
+    assert spec.dataset in BENCHMARKS and spec.name == path.stem
+
+
+def test_weak_to_strong_example_has_a_cheaper_teacher_than_its_student():
+    spec = RunSpec.model_validate(json.loads((ROOT / "examples/beauty-gru-teaches-sasrec.json").read_text()))
+    teacher, student = spec.teacher.model.config(), spec.student.config()
+    assert teacher.name == "gru" and teacher.dim < student.dim and teacher.layers < student.layers
+
+
+def test_demo_runs_synthetic_data_unless_a_benchmark_is_at_hand(tmp_path):
+    synthetic = RunSpec.model_validate(demo_spec(None))
+    assert synthetic.dataset == "synthetic" and RunSpec.model_validate(demo_spec(tmp_path)) == synthetic
+    (tmp_path / BENCHMARKS["toys"].file).write_text("1 1 2 3\n")
+    benchmark = RunSpec.model_validate(demo_spec(tmp_path))
+    assert benchmark.dataset == "toys" and benchmark.train.time_budget is not None
