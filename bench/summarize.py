@@ -35,8 +35,8 @@ def accuracy_table() -> str:
     for r in rows:
         groups[(r["setting"], r["dataset"], r["model"])].append(r)
     lines = ["| setting | dataset | model | seeds | test Recall@10 | test NDCG@10 | paper base R@10 / N@10 | "
-             "epochs (best) | s/epoch | minutes | peak MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "epochs (best) | s/epoch | minutes | threads | peak MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (setting, dataset, model), rs in sorted(groups.items()):
         recall = np.mean([r["test"]["recall@10"] for r in rs])
         ndcg = np.mean([r["test"]["ndcg@10"] for r in rs])
@@ -46,19 +46,23 @@ def accuracy_table() -> str:
             f"| {setting} | {dataset} | {model} | {len(rs)} | {recall:.4f} | {ndcg:.4f} | {paper_s} | "
             f"{np.mean([r['epochs'] for r in rs]):.0f} ({np.mean([r['best_epoch'] for r in rs]):.0f}) | "
             f"{np.mean([r['seconds_per_epoch'] for r in rs]):.1f} | "
-            f"{np.mean([r['train_seconds'] for r in rs]) / 60:.1f} | "
+            f"{np.mean([r['train_seconds'] for r in rs]) / 60:.1f} | {rs[0]['machine']['torch_threads']} | "
             f"{max(r['peak_memory_mb'] for r in rs):.0f} |")
     machine = rows[-1]["machine"]
-    lines.append(f"\nMachine: {machine['cpu']}, {machine['cores']} cores, {machine['torch_threads']} torch threads, "
-                 f"torch {machine['torch']}, GPU: {machine['cuda'] or 'none'}.")
+    lines.append(f"\nMachine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, GPU: "
+                 f"{machine['cuda'] or 'none'}. Runs with 1 thread shared the machine with other work (their "
+                 "seconds are an upper bound).")
     return "\n".join(lines) + "\n"
 
 
 def generation_table() -> str:
     rows = _load("generation-speed-*.json")
+    lines = [f"- Full-ranking evaluation of all {r['users']} {r['data']} users over {r['items']} items: "
+             f"{r['median_seconds']:.2f} s ({r['machine']['torch_threads']} threads, bench/eval_speed.py)."
+             for r in _load("eval-speed-*.json")] + [""]
     if not rows:
-        return "_no generation results yet_\n"
-    lines = ["| data | rows | batched s | rows/s | oracle rows/s | speed-up | oracle agrees | peak MiB |",
+        return "\n".join(lines) + "_no generation results yet_\n"
+    lines += ["| data | rows | batched s | rows/s | oracle rows/s | speed-up | oracle agrees | peak MiB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['data']} | {r['rows']} | {r['batched_seconds']:.1f} | {r['batched_rows_per_s']:.0f} | "
@@ -123,7 +127,7 @@ def main() -> None:
         "`bench/` to reproduce. Test metrics are full-ranking leave-one-out with the user's history masked, at the "
         "epoch chosen on validation NDCG@20.\n\n## Backbones (bench/accuracy.py)\n\n" + accuracy_table()
         + "\n## RSIR against the baselines (bench/rsir_table.py)\n\n" + rsir_table()
-        + "\n## Generation speed (bench/generation_speed.py)\n\n" + generation_table()
+        + "\n## Speed (bench/eval_speed.py, bench/generation_speed.py)\n\n" + generation_table()
         + "\n## Services (bench/streaming_overhead.py, bench/status_latency.py)\n\n" + services_table())
 
 

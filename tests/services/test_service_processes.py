@@ -61,12 +61,12 @@ def test_generator_killed_mid_stream_leaves_no_result(tmp_path, teacher):
         iterator = iter(stream)
         assert len(next(iterator).sequences) > 0
         proc.kill()  # SIGKILL: no cleanup runs
-        proc.wait(10)
+        proc.wait(60)
         with pytest.raises((grpc.RpcError, IncompleteStream)):
             list(iterator)
     finally:
         proc.kill()
-        proc.wait(10)
+        proc.wait(60)
     assert stream.summary is None
     assert not store.exists("generated/shard-0.npz")
     assert store.list("generated/") == []
@@ -100,7 +100,7 @@ def test_trainer_sigterm_stops_gracefully_mid_training(tmp_path, teacher):
         assert proc.wait(15) == 0, log.read_text()[-3000:]
     finally:
         proc.kill()
-        proc.wait(10)
+        proc.wait(60)
     text = log.read_text()
     # in order: the signal, training stopping at its next batch, then the process ending
     assert text.index("received SIGTERM") < text.index("cancelled; nothing published") < text.index("Trainer stopped")
