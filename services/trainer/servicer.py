@@ -50,8 +50,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 run: Background[EpochReport, TrainResult] = Background(
                     lambda emit, stop: train(dataset, job.model, job.train, on_epoch=emit, should_stop=stop,
                                              progress=False), context)
-                for report in run:
-                    yield convert.progress_response(report)
+                try:
+                    for report in run:
+                        yield convert.progress_response(report)
+                except GeneratorExit:  # cancelled while a report was on its way out: gRPC drops this stream
+                    logger.info("job %s cancelled; nothing published", job.job_id)
+                    raise
                 if run.result is None or run.result.stopped_by == "cancelled":
                     logger.info("job %s cancelled; nothing published", job.job_id)
                     return
