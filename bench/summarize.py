@@ -112,10 +112,10 @@ def services_table() -> str:
         lines.append(f"- Streaming through the generator service on {r['data']} ({r['sequences']} sequences): "
                      f"{med['service']:.2f} s against {med['in_process']:.2f} s in-process, overhead "
                      f"{100 * r['overhead']:+.1f} % (same output: {r['same_output']}).")
-    for r in _load("status-latency.json"):
+    for r in _load("status-latency.json") + _load("reliability-status.json"):
         o = r["overall"]
-        lines.append(f"- Orchestrator status endpoints at {o['achieved_rps']:.0f} requests/s: "
-                     f"p50 {o['p50_ms']:.1f} ms, p99 {o['p99_ms']:.1f} ms, {o['errors']} errors "
+        lines.append(f"- Orchestrator status endpoints at {o['achieved_rps']:.0f} requests/s on {r['machine']['cpu']} "
+                     f"({r['date']}): p50 {o['p50_ms']:.1f} ms, p99 {o['p99_ms']:.1f} ms, {o['errors']} errors "
                      f"({o['requests']} requests).")
     return "\n".join(lines) + "\n" if lines else "_no service results yet_\n"
 
