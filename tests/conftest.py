@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rsir.data import write_sequences
 from rsir.synthetic import synthetic_dataset
 
 torch.set_num_threads(2)
@@ -19,3 +20,12 @@ def small_dataset():
 @pytest.fixture(scope="session")
 def tiny_dataset():
     return synthetic_dataset(num_users=40, num_items=30, num_clusters=3, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_text(tmp_path_factory) -> bytes:
+    """120 synthetic users over 40 items in the one-user-per-line format."""
+    data = synthetic_dataset(num_users=120, num_items=40, num_clusters=4, seed=3)
+    path = tmp_path_factory.mktemp("data") / "tiny.txt"
+    write_sequences(path, data.users, data.sequences.to_list())
+    return path.read_bytes()

@@ -8,15 +8,15 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import compose
+from processes import free_ports as free_ports  # re-exported for the deploy tests
+from processes import wait_for as wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -63,23 +63,6 @@ def image_env(service: str) -> dict[str, str]:
 def exec_form(args: str) -> list[str]:
     """The JSON array of an exec-form instruction (``CMD [...]``, ``HEALTHCHECK ... CMD [...]``)."""
     return json.loads(args[args.index("["):])
-
-
-def free_ports(n: int) -> list[int]:
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-    return result
 
 
 def stop(proc: subprocess.Popen, timeout: float) -> float:

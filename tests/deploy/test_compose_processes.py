@@ -149,7 +149,7 @@ def test_compose_services_start_pass_their_healthchecks_and_stop_in_time(tmp_pat
             started.append(name)
             check = local.health or ["true"]
             wait_for(lambda lp=local, c=check: lp.proc.poll() is not None or passes(c, lp.env), 150,
-                     f"{name}'s healthcheck")
+                     f"{name}'s healthcheck", interval=0.5)
             assert local.proc.poll() is None, f"{name} exited:\n{local.log.read_text()[-3000:]}"
         for name in SERVICES:  # the images' own HEALTHCHECK instructions
             probe = exec_form(dockerfile(name)["HEALTHCHECK"][0])

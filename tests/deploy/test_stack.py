@@ -38,11 +38,11 @@ def test_rsir_up_demo_finishes_a_run_and_ctrl_c_stops_every_process(tmp_path):
     output = log.read_text
     try:
         url = wait_for(lambda: proc.poll() is not None or re.search(r"Dashboard: (http://127\.0\.0\.1:\d+)/", output()),
-                       180, "the stack to be ready")
+                       180, "the stack to be ready", interval=0.5)
         assert proc.poll() is None, output()
         url = url.group(1)
         wait_for(lambda: proc.poll() is not None or "completed; the stack keeps running" in output(), 400,
-                 "the demo run to finish")
+                 "the demo run to finish", interval=0.5)
         assert proc.poll() is None, output()
         [run] = get(f"{url}/runs")
         assert run["status"] == "completed" and run["spec"]["dataset"] == "synthetic"
@@ -62,7 +62,7 @@ def test_rsir_up_demo_finishes_a_run_and_ctrl_c_stops_every_process(tmp_path):
             raise
     assert rc == 0 and output().rstrip().endswith("rsir up: stopped"), output()
     assert "Traceback" not in output()
-    wait_for(lambda: not any(alive(pid) for pid in children | embedded), 10, "every process to exit")
+    wait_for(lambda: not any(alive(pid) for pid in children | embedded), 10, "every process to exit", interval=0.5)
     assert (state / "logs" / "orchestrator.log").is_file()
 
 

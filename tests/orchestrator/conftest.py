@@ -24,8 +24,6 @@ except ImportError as exc:  # fail loudly: a silently skipped suite is worse
 
 from orchestrator_helpers import free_ports, service_env, start_process, stop
 
-from rsir.data import write_sequences
-from rsir.synthetic import synthetic_dataset
 from services.common.healthcheck import health_status
 from services.orchestrator.settings import OrchestratorSettings
 
@@ -114,10 +112,4 @@ def client(settings):
         yield test_client
 
 
-@pytest.fixture(scope="session")
-def tiny_text(tmp_path_factory) -> bytes:
-    """120 synthetic users over 40 items in the one-user-per-line format."""
-    data = synthetic_dataset(num_users=120, num_items=40, num_clusters=4, seed=3)
-    path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    write_sequences(path, data.users, data.sequences.to_list())
-    return path.read_bytes()
+

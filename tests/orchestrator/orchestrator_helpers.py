@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))  # the service tests' helpers
+from processes import wait_for as wait_for  # re-exported: the orchestrator tests import it from here
 from service_helpers import free_ports, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,16 +30,6 @@ def tiny_spec(dataset: str, **overrides: Any) -> dict[str, Any]:
     """A 2-iteration run that takes seconds on one CPU core."""
     return {"dataset": dataset, "iterations": 2, "student": TINY_MODEL, "train": TINY_TRAIN,
             "generation": TINY_GENERATION, "seed": 1, **overrides}
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-    return result
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:

@@ -10,18 +10,6 @@ from collections.abc import Iterator
 import pytest
 from reliability_stack import FAULT_SPEC, Api, Stack, start_api, start_stack, submit, wait_finished
 
-from rsir.data import write_sequences
-from rsir.synthetic import synthetic_dataset
-
-
-@pytest.fixture(scope="session")
-def tiny_text(tmp_path_factory) -> bytes:
-    """120 synthetic users over 40 items in the one-user-per-line format."""
-    data = synthetic_dataset(num_users=120, num_items=40, num_clusters=4, seed=3)
-    path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    write_sequences(path, data.users, data.sequences.to_list())
-    return path.read_bytes()
-
 
 @pytest.fixture(scope="session")
 def system(tmp_path_factory) -> Iterator[Stack]:

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from processes import free_ports as free_ports  # re-exported: the services tests import it from here
 
 from services.common.grpc_server import Server
 from services.common.storage.s3 import S3Store
 
 BUCKET = "runs"
 ACCESS_KEY, SECRET_KEY = "testkey", "testsecret"
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (held open together so that they differ)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
 
 
 @dataclass(frozen=True)
