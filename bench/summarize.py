@@ -112,11 +112,12 @@ def services_table() -> str:
         lines.append(f"- Streaming through the generator service on {r['data']} ({r['sequences']} sequences): "
                      f"{med['service']:.2f} s against {med['in_process']:.2f} s in-process, overhead "
                      f"{100 * r['overhead']:+.1f} % (same output: {r['same_output']}).")
-    for r in _load("status-latency.json") + _load("reliability-status.json"):
-        o = r["overall"]
+    for r in _load("status-latency.json"):
+        o, cores = r["overall"], len(r["setup"].get("cpu_affinity", [])) or r["machine"]["cores"]
         lines.append(f"- Orchestrator status endpoints at {o['achieved_rps']:.0f} requests/s on {r['machine']['cpu']} "
-                     f"({r['date']}): p50 {o['p50_ms']:.1f} ms, p99 {o['p99_ms']:.1f} ms, {o['errors']} errors "
-                     f"({o['requests']} requests).")
+                     f"({r['date']}, server, Redis and load generator on {cores} core(s)): p50 {o['p50_ms']:.1f} ms, "
+                     f"p99 {o['p99_ms']:.1f} ms, {o['errors']} errors ({o['requests']} requests); "
+                     f"{r['orchestrator_cpu_ms_per_request']:.2f} ms of server CPU per request.")
     return "\n".join(lines) + "\n" if lines else "_no service results yet_\n"
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import redis.asyncio
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.templating import Jinja2Templates
@@ -97,17 +96,15 @@ def create_app(settings: OrchestratorSettings, *, store: DatasetStore | None = N
                 for addr in settings.generator_addrs]
             driver = Driver(state, trainer or stack.enter_context(TrainerClient(settings.trainer_addr, token=token)),
                             fleet, settings, metrics)
-            aredis = redis.asyncio.Redis.from_url(state.url) if state.url else None
             collector = metrics.watch(state)
-            app.state.store, app.state.driver, app.state.aredis = state, driver, aredis
+            app.state.store, app.state.driver = state, driver
             driver.start()
             try:
                 yield
             finally:
                 await run_in_threadpool(driver.stop)
                 metrics.registry.unregister(collector)
-                if aredis is not None:
-                    await aredis.aclose()
+                await state.aclose()
 
     app = FastAPI(title="rsir orchestrator", version="1", lifespan=lifespan,
                   description="Recursive self-improving sequential recommendation: runs, dataset versions, "

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from rsir.analysis import describe
 from rsir.datasets import SequenceDataset
@@ -54,7 +55,8 @@ class DatasetStore:
 
     def __init__(self, client: redis.Redis, objects: ObjectStore, *, prefix: str = "rsir", url: str = ""):
         self.redis, self.objects, self.prefix = client, objects, prefix
-        self.url = url  # lets the app open an asyncio client on the same server (SSE)
+        self.url = url  # for the asyncio client of the status reads and the event feed
+        self._async: redis.asyncio.Redis | None = None
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -89,6 +91,50 @@ class DatasetStore:
             return []
         docs = self.redis.mget([self.key("run", i.decode()) for i in ids])
         return [json.loads(d) for d in docs if d is not None]
+
+    # -- status reads (asyncio, raw JSON) ------------------------------------------------------------
+    # The status endpoints answer from the event loop without a thread hop, and pass the stored
+    # JSON through as it is: no parse, no model validation, no re-serialisation per request.
+    def aredis(self) -> redis.asyncio.Redis:
+        """The asyncio client on the same server, opened on first use in the running event loop."""
+        if self._async is None:
+            if not self.url:
+                raise RuntimeError("asyncio reads need the store's Redis URL")
+            self._async = redis.asyncio.Redis.from_url(self.url, health_check_interval=30)
+        return self._async
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
+    async def run_json(self, run_id: str) -> bytes | None:
+        """A run's document, with ``progress`` merged in while it runs."""
+        raw, progress = await self.aredis().mget([self.key("run", run_id), self.key("run", run_id, "progress")])
+        if raw is None or progress is None:
+            return raw
+        run = json.loads(raw)
+        if run["status"] != "running":
+            return raw
+        run["progress"] = json.loads(progress)
+        return dumps(run).encode()
+
+    async def runs_json(self, limit: int, offset: int) -> bytes:
+        """A JSON array of run documents, newest first."""
+        client = self.aredis()
+        ids = await client.zrevrange(self.key("runs"), offset, offset + limit - 1)
+        docs = await client.mget([self.key("run", i.decode()) for i in ids]) if ids else []
+        return b"[" + b",".join(d for d in docs if d is not None) + b"]"
+
+    async def dataset_async(self, version: str) -> dict[str, Any] | None:
+        raw = await self.aredis().get(self.key("dataset", version))
+        return None if raw is None else json.loads(raw)
+
+    async def read_events(self, run_id: str, after: str, block_ms: int,
+                          count: int = 200) -> list[tuple[str, str, str]]:
+        """Events after stream id ``after``, waiting up to ``block_ms`` for one: (id, type, JSON data)."""
+        got = await self.aredis().xread({self.events_key(run_id): after}, count=count, block=block_ms)
+        return [(i.decode(), f[b"type"].decode(), f[b"data"].decode()) for i, f in (got[0][1] if got else [])]
 
     def count_runs(self) -> dict[str, int]:
         with self.redis.pipeline() as pipe:

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from services.orchestrator.deps import Authorized, SettingsDep, StoreDep, field_error
 from services.orchestrator.schemas import HEX64, DatasetView
+from services.orchestrator.store import dumps
 from services.orchestrator.uploads import DATASET_SUFFIXES, UploadRejected, ingest_dataset, receive_capped
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -57,14 +58,14 @@ def list_datasets(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] =
 
 
 @router.get("/{version}", response_model=DatasetView)
-def get_dataset(version: Version, store: StoreDep) -> dict[str, Any]:
+async def get_dataset(version: Version, store: StoreDep) -> Response:
     """One version with its lineage: parent, run, teacher checkpoint, generation settings, statistics, and
     ``ancestors`` (the chain of parents back to the uploaded or benchmark dataset)."""
-    record = store.get_dataset(version)
+    record = await store.dataset_async(version)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset version {version}")
     ancestors, parent = [], record.get("parent")
     while parent and len(ancestors) < MAX_LINEAGE:
         ancestors.append(parent)
-        parent = (store.get_dataset(parent) or {}).get("parent")
-    return {**record, "ancestors": ancestors}
+        parent = (await store.dataset_async(parent) or {}).get("parent")
+    return Response(dumps({**record, "ancestors": ancestors}), media_type="application/json")

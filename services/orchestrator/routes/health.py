@@ -17,7 +17,7 @@ TRAINER, GENERATOR = "rsir.api.v1.Trainer", "rsir.api.v1.Generator"
 
 
 @router.get("/healthz")
-def healthz(driver: DriverDep, response: Response) -> dict[str, Any]:
+async def healthz(driver: DriverDep, response: Response) -> dict[str, Any]:
     """Liveness: the process answers and its driver workers run."""
     alive = driver.alive()
     response.status_code = status.HTTP_200_OK if alive else status.HTTP_503_SERVICE_UNAVAILABLE

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, status
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from rsir.sources import BENCHMARKS, data_dir
 from services.orchestrator.deps import Authorized, DriverDep, SettingsDep, StoreDep, field_error
@@ -19,6 +18,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[str, Path(pattern=RUN_ID, description="run id, e.g. r0123456789ab")]
 EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 BLOCK_MS = 5000  # how long one read waits for events before a keep-alive comment
+JSON = "application/json"
 
 
 def _check_inputs(spec: RunSpec, store: DatasetStore, settings: Any) -> None:
@@ -70,16 +70,19 @@ def create_run(spec: RunSpec, store: StoreDep, driver: DriverDep, settings: Sett
 
 
 @router.get("", response_model=list[RunView])
-def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-              offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
+async def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
     """Runs, newest first."""
-    return store.list_runs(limit, offset)
+    return Response(await store.runs_json(limit, offset), media_type=JSON)
 
 
 @router.get("/{run_id}", response_model=RunView)
-def get_run(run_id: RunId, store: StoreDep) -> dict[str, Any]:
+async def get_run(run_id: RunId, store: StoreDep) -> Response:
     """Stage, iteration, live progress, metrics per iteration, generation statistics and timings."""
-    return _view(store, run_id)
+    raw = await store.run_json(run_id)
+    if raw is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
+    return Response(raw, media_type=JSON)
 
 
 @router.post("/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=RunView,
@@ -102,28 +105,22 @@ async def run_events(run_id: RunId, request: Request, store: StoreDep,
     Each carries its stream id, so a reconnecting ``EventSource`` resumes after the last one it saw;
     the stream ends after ``finished``.
     """
-    if await run_in_threadpool(store.get_run, run_id) is None:
+    if await store.run_json(run_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
-    aredis = request.app.state.aredis
-    if aredis is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "event streaming needs a Redis URL")
     if after is not None and not _stream_id(after):
         raise field_error(422, ["query", "after"], "not a stream id: both parts must be below 2**64")
     start = last_event_id if last_event_id and _stream_id(last_event_id) else after or "0-0"
-    key = store.events_key(run_id)
 
     async def stream() -> AsyncIterator[str]:
         last = start
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
-            got = await aredis.xread({key: last}, count=200, block=BLOCK_MS)
-            if not got:
+            events = await store.read_events(run_id, last, BLOCK_MS)
+            if not events:
                 yield ": keep-alive\n\n"
                 continue
-            for entry_id, fields in got[0][1]:
-                last = entry_id.decode()
-                kind = fields[b"type"].decode()
-                yield f"id: {last}\nevent: {kind}\ndata: {fields[b'data'].decode()}\n\n"
+            for last, kind, data in events:
+                yield f"id: {last}\nevent: {kind}\ndata: {data}\n\n"
                 if kind == "finished":
                     return
 
