@@ -106,13 +106,15 @@ class Driver:
                 continue
             if run_id is None:
                 continue
+            retry = False
             while not self.stopping.is_set():
                 try:
-                    if Execution(self, run_id).run():
+                    if Execution(self, run_id).run(retry=retry):
                         self.store.release(run_id)
                     break
                 except TRANSIENT as exc:  # state or blobs out of reach: wait, then resume from Redis
                     logger.warning("run %s: %s: %s; retrying", run_id, type(exc).__name__, exc)
+                    retry = True
                     self.stopping.wait(2.0)
                 except Exception as exc:  # a bug or a corrupt document: fail the run, keep the worker
                     logger.exception("run %s: unexpected error", run_id)
@@ -157,8 +159,12 @@ class Execution:
         self.progress: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def run(self) -> bool:
-        """True when the run is over (completed, failed, cancelled); False when interrupted."""
+    def run(self, retry: bool = False) -> bool:
+        """True when the run is over (completed, failed, cancelled); False when interrupted.
+
+        ``retry``: this worker is taking the run up again after Redis or storage was out of reach,
+        which is not counted as a resume (one outage would otherwise count once per attempt).
+        """
         run = self.store.get_run(self.run_id)
         if run is None or run["status"] in FINAL:
             return True
@@ -167,8 +173,9 @@ class Execution:
             finish(self.store, run, "cancelled")
             return True
         if run["status"] == "running":
-            run["resumes"] += 1
-            self.store.emit(self.run_id, "resumed", {"stage": run["stage"], "iteration": run["iteration"]})
+            run["resumes"] += 0 if retry else 1
+            self.store.emit(self.run_id, "resumed", {"stage": run["stage"], "iteration": run["iteration"],
+                                                     "retry": retry})
         run.update(status="running", started_at=run["started_at"] or time.time())
         self.store.save_run(run)
         self.store.emit(self.run_id, "status", {"status": "running"})
@@ -190,8 +197,12 @@ class Execution:
                 raise
             except Exception as exc:
                 logger.exception("run %s failed in stage %s", self.run_id, stage)
-                detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)
-                finish(self.store, run, "failed", f"{stage} (iteration {k}): {type(exc).__name__}: {detail}")
+                if isinstance(exc, grpc.RpcError):  # name the service, not grpc's internal call class
+                    trainer = self.driver.trainer.address
+                    detail = f"gRPC {exc.code().name} from the trainer at {trainer}: {exc.details()}"
+                else:
+                    detail = f"{type(exc).__name__}: {exc}"
+                finish(self.store, run, "failed", f"{stage} (iteration {k}): {detail}")
                 return True
             seconds = time.perf_counter() - t0
             self.driver.metrics.stage_seconds.labels(stage).observe(seconds)

@@ -26,6 +26,7 @@ class IncompleteTraining(RuntimeError):
 class TrainerClient:
     def __init__(self, address: str, *, token: str | None = None, policy: RetryPolicy | None = None,
                  max_message_mb: int = 64):
+        self.address = address
         self.channel = open_channel(address, max_message_mb)
         self.stub = trainer_pb2_grpc.TrainerStub(self.channel)
         self.metadata = call_metadata(token)

@@ -144,10 +144,11 @@ def fuzz_uploads(base_url: str, token: str, *, examples: int, seed_value: int = 
 
 
 def run_outcomes(redis_url: str, prefix: str) -> dict[str, int]:
-    """How the runs a fuzzer created ended: ``status`` or ``status: <stage>: <error type>: <code>``."""
+    """How the runs a fuzzer created ended: ``status`` or ``status: <stage>: <cause>`` (the error's first
+    two ``": "``-separated parts, without details such as a connection error's text)."""
     client = redis.Redis.from_url(redis_url)
     ids = [i.decode() for i in client.zrange(f"{prefix}:runs", 0, -1)]
     docs = [json.loads(d) for d in client.mget([f"{prefix}:run:{i}" for i in ids])] if ids else []
     client.close()
-    return dict(collections.Counter(d["status"] + (": " + ":".join(d["error"].split(":")[:3]) if d["error"] else "")
+    return dict(collections.Counter(d["status"] + (": " + ": ".join(d["error"].split(": ")[:2]) if d["error"] else "")
                                     for d in docs))

@@ -106,6 +106,7 @@ def test_redis_killed_and_restarted_from_its_append_only_file(system, dataset, r
         system.redis.start()
         run = wait_finished(http, run_id)
     check_whole(system, reference, run)
+    assert run["resumes"] == 0, "waiting out an outage is not a resume (the orchestrator never restarted)"
     after = {r["id"]: r for r in system.store().list_runs(1000)}
     assert all(r["id"] in after for r in before), "a run was lost"
 
@@ -134,6 +135,7 @@ def test_object_store_down_then_back(system, dataset, reference):
         run = wait_finished(http, run_id, timeout=300)
         assert http.get("/readyz").status_code == 200
     check_whole(system, reference, run)
+    assert run["resumes"] == 0, "waiting out an outage is not a resume (the orchestrator never restarted)"
 
 
 def test_a_tampered_teacher_checkpoint_fails_the_run_with_its_reason(system, dataset):
