@@ -1,7 +1,8 @@
 """The ``rsir`` command: data, training, evaluation (and, later, the RSIR loop).
 
-Every option of ``ModelConfig`` and ``TrainConfig`` is exposed as a flag generated from the
-dataclass, so the CLI and the configs cannot drift apart. Input errors print one line and exit 2.
+Every option of ``ModelConfig``, ``TrainConfig`` and ``GenerationConfig`` is a flag generated from
+the dataclass (``rsir.flags``), so the CLI and the configs cannot drift apart. Input errors print
+one line and exit 2.
 """
 
 from __future__ import annotations
@@ -17,32 +18,8 @@ from typing import Any
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.errors import RsirError
+from rsir.flags import add_config_flags, config_from_args, load_config_file
 from rsir.stack import add_command as add_up_command
-
-_RENAMED = {
-    ModelConfig: {"name": "model"},
-    TrainConfig: {"max_epochs": "epochs"},
-    GenerationConfig: {"max_len": "gen_max_len", "seed": "gen_seed", "batch_rows": "gen_batch_rows"},
-}
-
-
-def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    group = parser.add_argument_group(cls.__name__)
-    for f in dataclasses.fields(cls):
-        flag = "--" + _RENAMED.get(cls, {}).get(f.name, f.name).replace("_", "-")
-        default = f.default
-        if isinstance(default, bool):
-            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction,
-                               default=default)
-        else:
-            kind = float if f.type in ("float", "float | None") else (int if f.type == "int" else str)
-            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", type=kind, default=default,
-                               help=f"(default: {default})")
-
-
-def _config(args: argparse.Namespace, cls: type) -> Any:
-    prefix = cls.__name__ + "."
-    return cls(**{k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)})
 
 
 def _table(rows: dict[str, dict[str, float]]) -> str:
@@ -64,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rsir.sources import load_dataset
     from rsir.training import train
 
-    model_config, train_config = _config(args, ModelConfig), _config(args, TrainConfig)
+    model_config, train_config = config_from_args(args, ModelConfig), config_from_args(args, TrainConfig)
     dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
     result = train(dataset, model_config, train_config, progress=not args.quiet)
     test = evaluate(result.model, dataset, "test", device=resolve_device(train_config.device)).metrics()
@@ -90,8 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rsir.plots import plot_iterations
     from rsir.sources import load_dataset
 
-    student, train_config = _config(args, ModelConfig), _config(args, TrainConfig)
-    generation = _config(args, GenerationConfig)
+    student, train_config = config_from_args(args, ModelConfig), config_from_args(args, TrainConfig)
+    generation = config_from_args(args, GenerationConfig)
     dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
     teacher = None
     if args.teacher_checkpoint:
@@ -133,7 +110,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
     if dataset.num_items != info.num_items:
         raise RsirError(f"the checkpoint knows {info.num_items} items but {args.data} has {dataset.num_items}")
-    config = _config(args, GenerationConfig)
+    config = config_from_args(args, GenerationConfig)
     batches = list(generate(model, dataset, config))
     merged, counts = merge_generated(dataset, batches, dedup=config.dedup)
     _save_dataset(merged, args.out)
@@ -232,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     _SUBPARSERS["train"] = p
     p.add_argument("--config", type=Path, help="a frozen experiment config (configs/*.toml)")
     data_args(p)
-    _add_config_flags(p, ModelConfig)
-    _add_config_flags(p, TrainConfig)
+    add_config_flags(p, ModelConfig)
+    add_config_flags(p, TrainConfig)
     p.add_argument("--out", type=Path, default=Path("runs"), help="where the JSON and checkpoint go")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -242,9 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     _SUBPARSERS["run"] = p
     p.add_argument("--config", type=Path, help="a frozen experiment config (configs/*.toml)")
     data_args(p)
-    _add_config_flags(p, ModelConfig)
-    _add_config_flags(p, TrainConfig)
-    _add_config_flags(p, GenerationConfig)
+    add_config_flags(p, ModelConfig)
+    add_config_flags(p, TrainConfig)
+    add_config_flags(p, GenerationConfig)
     p.add_argument("--iterations", type=int, default=1, help="K, iterations after the base model")
     p.add_argument("--teacher", help="teacher backbone (default: the student teaches itself)")
     p.add_argument("--teacher-dim", type=int, help="teacher width (default: the student's)")
@@ -257,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="fidelity-filtered generation with a checkpoint")
     p.add_argument("checkpoint", type=Path)
     data_args(p)
-    _add_config_flags(p, GenerationConfig)
+    add_config_flags(p, GenerationConfig)
     p.add_argument("--out", type=Path, required=True, help="the augmented dataset (.npz, .txt or a log format)")
     p.set_defaults(func=cmd_generate)
 
@@ -293,33 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_convert)
     add_up_command(sub)  # rsir up: the services on this machine (rsir/stack.py)
     return parser
-
-
-_TABLES = {"model": ModelConfig, "train": TrainConfig, "generation": GenerationConfig}
-
-
-def load_config_file(path: Path) -> dict[str, Any]:
-    """Defaults from a frozen experiment config (``configs/*.toml``): tables ``[model]``,
-    ``[train]``, ``[generation]`` hold config fields; top-level keys hold other flags (``data``,
-    ``iterations``, ``teacher`` ...). Flags given on the command line still win."""
-    import tomllib
-
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise RsirError(f"{path}: cannot read config ({exc})") from None
-    defaults: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in _TABLES and isinstance(value, dict):
-            cls = _TABLES[key]
-            known = {f.name for f in dataclasses.fields(cls)}
-            unknown = sorted(set(value) - known)
-            if unknown:
-                raise RsirError(f"{path}: unknown field(s) in [{key}]: {', '.join(unknown)}")
-            defaults.update({f"{cls.__name__}.{k}": v for k, v in value.items()})
-        else:
-            defaults[key.replace("-", "_")] = value
-    return defaults
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from services.orchestrator.driver import after_student
 from services.orchestrator.report import run_document
 from services.orchestrator.schemas import RunSpec
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.shards import shard_keys
+from services.orchestrator.stages import after_student
 from services.orchestrator.store import dumps
 
 
