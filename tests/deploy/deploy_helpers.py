@@ -30,7 +30,7 @@ def compose_run(*args: str, env_file: Path | None = ROOT / ".env.example") -> su
     command = [str(COMPOSE), "-f", str(ROOT / "docker-compose.yml")]
     if env_file is not None:
         command += ["--env-file", str(env_file)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "SERVICES_TOKEN", "RSIR_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "SERVICES_TOKEN", "RSIR_", "TORCH_"))}
     return subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -99,6 +99,22 @@ def test_ports_commands_and_healthchecks_agree_with_the_images(config):
     assert "container_name" not in services["generator"] and "ports" not in services["generator"]  # --scale works
 
 
+def test_every_build_takes_torch_from_the_dockerfile_default_index_or_the_one_env_names(config, tmp_path):
+    services = config["services"]
+    for name in (*SERVICES, "data"):
+        build = services[name]["build"]
+        dockerfile_name = build["dockerfile"].rsplit("/", 1)[-1].removesuffix(".Dockerfile")
+        default = next(a.split("=", 1)[1] for a in dockerfile(dockerfile_name)["ARG"] if a.startswith("TORCH_INDEX="))
+        assert build["args"]["TORCH_INDEX"] == default, name
+    mirror = "https://wheels.example/torch-cpu/simple"
+    env_file = tmp_path / "mirror.env"
+    env_file.write_text((ROOT / ".env.example").read_text() + f"TORCH_INDEX={mirror}\n")
+    proc = compose_run("config", "--format", "json", env_file=env_file)
+    assert proc.returncode == 0, proc.stderr
+    assert {n: s["build"]["args"]["TORCH_INDEX"] for n, s in json.loads(proc.stdout)["services"].items()
+            if "build" in s} == dict.fromkeys((*SERVICES, "data"), mirror)
+
+
 def test_the_benchmark_volume_is_where_the_orchestrator_reads_benchmarks(config):
     services = config["services"]
     data = services["data"]

@@ -8,7 +8,7 @@ import json
 import pytest
 from deploy_helpers import ROOT
 
-from rsir.sources import BENCHMARKS
+from rsir.sources import BENCHMARKS, SYNTHETIC
 from rsir.stack import demo_spec
 from services.orchestrator.schemas import RunSpec
 
@@ -16,13 +16,20 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 
 
 def test_the_readme_examples_are_there():
-    assert {p.name for p in EXAMPLES} >= {"beauty-sasrec.json", "beauty-gru-teaches-sasrec.json"}
+    assert {p.name for p in EXAMPLES} >= {"beauty-sasrec.json", "beauty-gru-teaches-sasrec.json",
+                                          "synthetic-smoke.json"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_is_a_valid_run_spec(path):
     spec = RunSpec.model_validate(json.loads(path.read_text()))
-    assert spec.dataset in BENCHMARKS and spec.name == path.stem
+    assert (spec.dataset in BENCHMARKS or spec.dataset == SYNTHETIC) and spec.name == path.stem
+
+
+def test_smoke_example_needs_no_download_and_stays_small():
+    spec = RunSpec.model_validate(json.loads((ROOT / "examples/synthetic-smoke.json").read_text()))
+    assert spec.dataset == SYNTHETIC and spec.iterations == 1
+    assert spec.train.max_epochs is not None and spec.train.max_epochs <= 10
 
 
 def test_weak_to_strong_example_has_a_cheaper_teacher_than_its_student():
