@@ -119,6 +119,9 @@ class DatasetStore:
         run["progress"] = json.loads(progress)
         return dumps(run).encode()
 
+    async def run_exists(self, run_id: str) -> bool:
+        return bool(await self.aredis().exists(self.key("run", run_id)))
+
     async def runs_json(self, limit: int, offset: int) -> bytes:
         """A JSON array of run documents, newest first."""
         client = self.aredis()

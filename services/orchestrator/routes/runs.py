@@ -105,7 +105,7 @@ async def run_events(run_id: RunId, request: Request, store: StoreDep,
     Each carries its stream id, so a reconnecting ``EventSource`` resumes after the last one it saw;
     the stream ends after ``finished``.
     """
-    if await store.run_json(run_id) is None:
+    if not await store.run_exists(run_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
     if after is not None and not _stream_id(after):
         raise field_error(422, ["query", "after"], "not a stream id: both parts must be below 2**64")
