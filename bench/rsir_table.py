@@ -2,7 +2,8 @@
 
 For every (dataset, backbone, seed): a base model on D0; RSIR: the base model generates D'1,
 a fresh student trains on D1 = D0 ∪ D'1 (``--iterations K`` repeats, Table 6); Reordering and
-Insertion add exactly as many sequences as RSIR did. Base checkpoints are cached under
+Insertion add exactly as many sequences as RSIR did. ``--teacher`` lets another backbone's base model
+generate for the student (weak-to-strong). Base checkpoints are cached under
 ``bench/cache`` (also written by ``accuracy.py``) so that variants (``--tag``) reuse the same
 teacher. Per-user test ranks are kept (``bench/results/rsir/ranks``) so ``summarize.py`` can run
 paired tests across seeds.
@@ -13,6 +14,7 @@ Examples::
     python bench/rsir_table.py --datasets sports --iterations 5 --methods rsir          # Table 6
     python bench/rsir_table.py --datasets sports --tau inf --iterations 3 --tag no-fidelity  # Table 2
     python bench/rsir_table.py --datasets sports --tau 5 --tag tau5 --methods rsir      # Table 7
+    python bench/rsir_table.py --datasets beauty --teacher gru --methods rsir          # Fig. 4 (GRU → SASRec)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.datasets import SequenceDataset
 from rsir.evaluation import evaluate
 from rsir.generation import generate, merge_generated
+from rsir.models import MODELS, SequentialRecommender
 from rsir.sources import load_dataset
 from rsir.training import train
 
@@ -58,27 +61,40 @@ def _save(name: str, row: dict) -> None:
     print(f"{name}: test recall@10 {row['test']['recall@10']:.4f} ndcg@10 {row['test']['ndcg@10']:.4f}", flush=True)
 
 
+def _base(data: SequenceDataset, dataset_name: str, model_name: str, seed: int,
+          args: argparse.Namespace) -> SequentialRecommender:
+    """The base model of (dataset, backbone, seed) on D0: cached, or trained and recorded."""
+    model_config, train_config = SETTINGS[args.setting]
+    model_config = replace(model_config, name=model_name)
+    train_config = replace(train_config, seed=seed)
+    stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
+    CACHE.mkdir(exist_ok=True)
+    base_ckpt = CACHE / f"{stem}-base.pt"
+    if base_ckpt.exists() and (OUT / f"{stem}-base.json").exists():
+        return load_checkpoint(base_ckpt)[0]
+    if base_ckpt.exists():  # trained by accuracy.py: evaluate it here for the per-user ranks
+        model, info = load_checkpoint(base_ckpt)
+        test = evaluate(model, data, "test")
+        _save(f"{stem}-base", {"method": "base", "dataset": dataset_name, "model": model_name, "seed": seed,
+                               "setting": args.setting, "data": describe(data), **info.metrics,
+                               "test": test.metrics(), "ranks": test.ranks})
+        return model
+    model, row = _fit(data, model_config, train_config)
+    save_checkpoint(base_ckpt, model, train_config, data.version, {"test": row["test"]})
+    _save(f"{stem}-base", {"method": "base", "dataset": dataset_name, "model": model_name, "seed": seed,
+                           "setting": args.setting, "data": describe(data), **row})
+    return model
+
+
 def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> None:
     data = load_dataset(dataset_name, args.data_dir)
     model_config, train_config = SETTINGS[args.setting]
     model_config = replace(model_config, name=model_name)
     train_config = replace(train_config, seed=seed, synthetic_weight=args.synthetic_weight)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
-    CACHE.mkdir(exist_ok=True)
-    base_ckpt = CACHE / f"{stem}-base.pt"
-    if base_ckpt.exists() and (OUT / f"{stem}-base.json").exists():
-        teacher, _ = load_checkpoint(base_ckpt)
-    elif base_ckpt.exists():  # trained by accuracy.py: evaluate it here for the per-user ranks
-        teacher, info = load_checkpoint(base_ckpt)
-        test = evaluate(teacher, data, "test")
-        _save(f"{stem}-base", {"method": "base", "dataset": dataset_name, "model": model_name, "seed": seed,
-                               "setting": args.setting, "data": describe(data), **info.metrics,
-                               "test": test.metrics(), "ranks": test.ranks})
-    else:
-        teacher, row = _fit(data, model_config, replace(train_config, synthetic_weight=1.0))
-        save_checkpoint(base_ckpt, teacher, train_config, data.version, {"test": row["test"]})
-        _save(f"{stem}-base", {"method": "base", "dataset": dataset_name, "model": model_name, "seed": seed,
-                               "setting": args.setting, "data": describe(data), **row})
+    _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
+    teacher_name = args.teacher or model_name
+    teacher = _base(data, dataset_name, teacher_name, seed, args)
     generation = GenerationConfig(tau=args.tau, p=args.p, m=args.m, top_k=args.top_k, temperature=args.temperature,
                                   prefix=args.prefix, seed=seed)
     current, added = data, 0
@@ -90,12 +106,15 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         if k == 1:
             added = counts["added"]
         if "rsir" in args.methods:
-            teacher, row = _fit(current, model_config, train_config)
+            student, row = _fit(current, model_config, train_config)
             _save(f"{stem}-rsir{k}{args.tag}", {
                 "method": "rsir", "iteration": k, "tag": args.tag, "dataset": dataset_name, "model": model_name,
-                "seed": seed, "setting": args.setting, "generation": asdict(generation),
+                "teacher": teacher_name, "seed": seed, "setting": args.setting, "generation": asdict(generation),
                 "gen_stats": batches[-1].stats.to_dict(), "merge": counts, "generation_seconds": gen_seconds,
                 "synthetic_weight": args.synthetic_weight, "data": describe(current), **row})
+            # self-improvement: the student teaches next; a named teacher backbone retrains on D_k
+            teacher = student if args.teacher is None else _fit(
+                current, replace(model_config, name=teacher_name), train_config)[0]
     for method in ("reorder", "insertion"):
         if method in args.methods:
             augmented = augment(data, method, added, seed=seed)
@@ -113,6 +132,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["rsir", "reorder", "insertion"],
                         choices=["rsir", "reorder", "insertion"])
     parser.add_argument("--setting", default="strong", choices=list(SETTINGS))
+    parser.add_argument("--teacher", choices=sorted(MODELS),
+                        help="backbone of the generator (default: the student's own; Fig. 4 weak-to-strong)")
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--tau", type=float, default=20)
     parser.add_argument("--p", type=float, default=0.5)
@@ -126,6 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     if not math.isfinite(args.tau) and not args.tag:
         args.tag = "-no-fidelity"
+    if args.teacher and not args.tag:
+        args.tag = f"-teacher-{args.teacher}"
     for dataset in args.datasets:
         for model in args.models:
             for seed in args.seeds:

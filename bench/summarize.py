@@ -62,10 +62,12 @@ def generation_table() -> str:
              for r in _load("eval-speed-*.json")] + [""]
     if not rows:
         return "\n".join(lines) + "_no generation results yet_\n"
-    lines += ["| data | rows | batched s | rows/s | oracle rows/s | speed-up | oracle agrees | peak MiB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines += ["| data | rows | batched s | threads | rows/s | oracle rows/s (best thread count) | speed-up "
+              "| oracle agrees | peak MiB |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['data']} | {r['rows']} | {r['batched_seconds']:.1f} | {r['batched_rows_per_s']:.0f} | "
+        lines.append(f"| {r['data']} | {r['rows']} | {r['batched_seconds']:.1f} | {r.get('batched_threads', '?')} | "
+                     f"{r['batched_rows_per_s']:.0f} | "
                      f"{r['oracle_rows_per_s']:.0f} | {r['speedup']:.0f}× | {r['oracle_agrees_on_subset']} | "
                      f"{r['peak_memory_mb']:.0f} |")
     return "\n".join(lines) + "\n"

@@ -31,7 +31,7 @@ from rsir.datasets import Ragged, SequenceDataset
 from rsir.errors import ConfigError
 from rsir.models import SequentialRecommender
 
-SCORE_BLOCK_ELEMENTS = 1 << 21  # scores held at once (8 MiB): cache-resident, and bounded for any catalogue
+SCORE_BLOCK_ELEMENTS = 1 << 19  # scores held at once (2 MiB): cache-resident, and bounded for any catalogue
 _POOL, _PICK, _PREFIX = 0, 1, 2  # random streams
 
 
@@ -185,13 +185,14 @@ def _generate_chunk(model: SequentialRecommender, src: Ragged, src_index: np.nda
         use_own = torch.from_numpy(uniform(cfg.seed, step_ids, step, _POOL) < cfg.p).to(device)
         pick_u = torch.from_numpy(uniform(cfg.seed, step_ids, step, _PICK)).to(device)
         need_catalogue = torch.zeros_like(pending).index_fill_(0, row_node[~use_own], True)
-        available = (source > 0) & ~(source[:, :, None] == generated[:, None, :]).any(-1)  # [n, Ls]
+        held = generated[:, : int((lengths + pending.long()).max())]  # [n, T'] the columns in use
+        available = (source > 0) & ~(source[:, :, None] == held[:, None, :]).any(-1)  # [n, Ls]
         target = None
         if check:  # items of s not generated so far (the provisional item included)
             target = available & (src_pos >= prefix_len[:, None]) if cfg.target == "future" else available
         fails_at = torch.where(pending & check, int(min(cfg.tau, never)), never)
-        higher, cat_values, cat_items, own_raw = _score_step(model, hidden, source, generated, target, fails_at,
-                                                            need_catalogue, cfg.top_k)
+        higher, cat_values, cat_items, own_raw = _score_step(model, hidden, source, held, target, fails_at,
+                                                       need_catalogue, cfg.top_k)
         fail = higher >= fails_at  # per node
         accepted = pending & ~fail
         lengths += accepted.long()
