@@ -142,9 +142,11 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--prefix", default="first", choices=["first", "random"])
     parser.add_argument("--synthetic-weight", type=float, default=1.0)
-    parser.add_argument("--tag", default="", help="suffix for result names of a variant (e.g. -tau5)")
+    parser.add_argument("--tag", default="", help="suffix for result names of a variant (e.g. tau5)")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
+    if args.tag and not args.tag.startswith("-"):
+        args.tag = f"-{args.tag}"  # result names read <stem>-rsir1-<tag>
     if not math.isfinite(args.tau) and not args.tag:
         args.tag = "-no-fidelity"
     if args.teacher and not args.tag:
