@@ -92,9 +92,9 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
     model_config = replace(model_config, name=model_name)
     train_config = replace(train_config, seed=seed, synthetic_weight=args.synthetic_weight)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
-    _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
+    base = _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
     teacher_name = args.teacher or model_name
-    teacher = _base(data, dataset_name, teacher_name, seed, args)
+    teacher = base if args.teacher is None else _base(data, dataset_name, teacher_name, seed, args)
     generation = GenerationConfig(tau=args.tau, p=args.p, m=args.m, top_k=args.top_k, temperature=args.temperature,
                                   prefix=args.prefix, seed=seed)
     current, added = data, 0
