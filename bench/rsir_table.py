@@ -61,12 +61,15 @@ def _save(name: str, row: dict) -> None:
     print(f"{name}: test recall@10 {row['test']['recall@10']:.4f} ndcg@10 {row['test']['ndcg@10']:.4f}", flush=True)
 
 
+def _configs(model_name: str, seed: int, setting: str) -> tuple[ModelConfig, TrainConfig]:
+    model_config, train_config = SETTINGS[setting]
+    return replace(model_config, name=model_name), replace(train_config, seed=seed)
+
+
 def _base(data: SequenceDataset, dataset_name: str, model_name: str, seed: int,
           args: argparse.Namespace) -> SequentialRecommender:
     """The base model of (dataset, backbone, seed) on D0: cached, or trained and recorded."""
-    model_config, train_config = SETTINGS[args.setting]
-    model_config = replace(model_config, name=model_name)
-    train_config = replace(train_config, seed=seed)
+    model_config, train_config = _configs(model_name, seed, args.setting)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
     CACHE.mkdir(exist_ok=True)
     base_ckpt = CACHE / f"{stem}-base.pt"
@@ -88,9 +91,8 @@ def _base(data: SequenceDataset, dataset_name: str, model_name: str, seed: int,
 
 def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> None:
     data = load_dataset(dataset_name, args.data_dir)
-    model_config, train_config = SETTINGS[args.setting]
-    model_config = replace(model_config, name=model_name)
-    train_config = replace(train_config, seed=seed, synthetic_weight=args.synthetic_weight)
+    model_config, train_config = _configs(model_name, seed, args.setting)
+    train_config = replace(train_config, synthetic_weight=args.synthetic_weight)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
     base = _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
     teacher_name = args.teacher or model_name
@@ -113,8 +115,8 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
                 "gen_stats": batches[-1].stats.to_dict(), "merge": counts, "generation_seconds": gen_seconds,
                 "synthetic_weight": args.synthetic_weight, "data": describe(current), **row})
             # self-improvement: the student teaches next; a named teacher backbone retrains on D_k
-            teacher = student if args.teacher is None else _fit(
-                current, replace(model_config, name=teacher_name), train_config)[0]
+            teacher = student if args.teacher is None else train(
+                current, replace(model_config, name=teacher_name), train_config, progress=False).model
     for method in ("reorder", "insertion"):
         if method in args.methods:
             augmented = augment(data, method, added, seed=seed)

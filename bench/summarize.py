@@ -66,7 +66,7 @@ def generation_table() -> str:
               "| oracle agrees | peak MiB |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['data']} | {r['rows']} | {r['batched_seconds']:.1f} | {r.get('batched_threads', '?')} | "
+        lines.append(f"| {r['data']} | {r['rows']} | {r['batched_seconds']:.1f} | {r['batched_threads']} | "
                      f"{r['batched_rows_per_s']:.0f} | "
                      f"{r['oracle_rows_per_s']:.0f} | {r['speedup']:.0f}× | {r['oracle_agrees_on_subset']} | "
                      f"{r['peak_memory_mb']:.0f} |")
