@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--tau", type=float, default=20)
     parser.add_argument("--p", type=float, default=0.5)
     parser.add_argument("--m", type=int, default=5)
-    parser.add_argument("--batch-rows", type=int, default=4096)
+    parser.add_argument("--batch-rows", type=int, default=GenerationConfig.batch_rows)
     args = parser.parse_args()
 
     dataset = load_dataset(args.data, args.data_dir)

@@ -128,7 +128,7 @@ class GenerationConfig:
     dedup: bool = True
     sources: str = "real"  # "real": real users' training sequences; "all": synthetic ones too
     seed: int = 0
-    batch_rows: int = 4096  # rows decoded together; bounds peak memory with the catalogue size
+    batch_rows: int = 16384  # rows decoded together; memory grows with it, not with the catalogue
 
     def __post_init__(self) -> None:
         _check(self.tau > 0 and not math.isnan(self.tau), "tau", f"must be > 0 (inf allowed), got {self.tau}")
