@@ -123,7 +123,8 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
             _, row = _fit(augmented, model_config, train_config)
             _save(f"{stem}-{method}{args.tag}", {"method": method, "tag": args.tag, "dataset": dataset_name,
                                                   "model": model_name, "seed": seed, "setting": args.setting,
-                                                  "added": added, "data": describe(augmented), **row})
+                                                  "added": added, "synthetic_weight": args.synthetic_weight,
+                                                  "data": describe(augmented), **row})
 
 
 def main() -> None:
