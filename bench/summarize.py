@@ -1,4 +1,4 @@
-"""Turn bench/results/*.json into the tables of docs/results.md (run after any benchmark)."""
+"""Turn bench/results/*.json into the tables of docs/results.md and the README (run after any benchmark)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rsir.evaluation import EvalResult, paired_test
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOC = HERE.parent / "docs" / "results.md"
+README = HERE.parent / "README.md"
 
 PAPER_TABLE1 = {  # the RSIR paper's base rows (Table 1), Recall@10 / NDCG@10
     ("beauty", "sasrec"): (0.0548, 0.0290), ("beauty", "cl4srec"): (0.0579, 0.0307),
@@ -123,15 +124,24 @@ def services_table() -> str:
     return "\n".join(lines) + "\n" if lines else "_no service results yet_\n"
 
 
+def _fill(text: str, name: str, body: str) -> str:
+    """Replace what lies between ``<!-- results:name -->`` and ``<!-- /results:name -->``."""
+    start, end = f"<!-- results:{name} -->\n", f"<!-- /results:{name} -->"
+    head, rest = text.split(start, 1)
+    return head + start + body + rest[rest.index(end):]
+
+
 def main() -> None:
+    backbones, rsir = accuracy_table(), rsir_table()
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(
         "# Results\n\nProduced by `python bench/summarize.py` from `bench/results/*.json`; rerun the scripts in "
         "`bench/` to reproduce. Test metrics are full-ranking leave-one-out with the user's history masked, at the "
-        "epoch chosen on validation NDCG@20.\n\n## Backbones (bench/accuracy.py)\n\n" + accuracy_table()
-        + "\n## RSIR against the baselines (bench/rsir_table.py)\n\n" + rsir_table()
+        "epoch chosen on validation NDCG@20.\n\n## Backbones (bench/accuracy.py)\n\n" + backbones
+        + "\n## RSIR against the baselines (bench/rsir_table.py)\n\n" + rsir
         + "\n## Speed (bench/eval_speed.py, bench/generation_speed.py)\n\n" + generation_table()
         + "\n## Services (bench/streaming_overhead.py, bench/status_latency.py)\n\n" + services_table())
+    README.write_text(_fill(_fill(README.read_text(), "backbones", backbones), "rsir", rsir))
 
 
 if __name__ == "__main__":
