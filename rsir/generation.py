@@ -1,7 +1,8 @@
 """Fidelity-filtered generation (paper §3.2, Algorithm 1; architecture.md §1), batched.
 
 Every (sequence, attempt) pair is a *row*. All rows of a chunk decode together as one batch that
-shrinks as rows stop, each step costing one cached position per row (``extend``). At each step the
+shrinks as rows stop, each step costing one cached position (``extend``) and one catalogue scoring
+per distinct context, however many users' rows share it (``rsir.scoring``). At each step the
 one forward pass serves both checks:
 
 1. **fidelity** — the item appended at the previous step is kept only if some target item of the
@@ -30,8 +31,8 @@ from rsir.config import GenerationConfig
 from rsir.datasets import Ragged, SequenceDataset
 from rsir.errors import ConfigError
 from rsir.models import SequentialRecommender
+from rsir.scoring import sample, score_contexts
 
-SCORE_BLOCK_ELEMENTS = 1 << 19  # scores held at once (2 MiB): cache-resident, and bounded for any catalogue
 _POOL, _PICK, _PREFIX = 0, 1, 2  # random streams
 
 
@@ -91,55 +92,11 @@ def source_sequences(dataset: SequenceDataset, config: GenerationConfig, max_len
     return Ragged(offsets, train.values[gather]), index
 
 
-def _sample(values: Tensor, items: Tensor, u: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    """Top-k sampling from candidates sorted by score: ``values``/``items`` [b, k] (-inf = empty
-    slot), ``u`` [b] uniforms. Returns the picked items [b] and whether the pool was non-empty."""
-    choice = torch.zeros(len(values), dtype=torch.long, device=values.device)
-    if values.shape[1] > 1:
-        probs = torch.softmax(values / temperature, dim=1).nan_to_num(0.0)
-        choice = (probs.cumsum(1) <= u[:, None]).sum(1).clamp(max=values.shape[1] - 1)
-        # never land on an empty (-inf) slot: fall back to the best candidate
-        choice = torch.where(torch.isfinite(values.gather(1, choice[:, None]))[:, 0], choice, 0)
-    return items.gather(1, choice[:, None])[:, 0], torch.isfinite(values[:, 0])
-
-
-def _score_step(model: SequentialRecommender, hidden: Tensor, source: Tensor, generated: Tensor,
-                target: Tensor | None, fails_at: Tensor, need_catalogue: Tensor,
-                top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Everything one step needs from the full-catalogue scores of ``n`` decoding nodes, computed
-    in row blocks small enough to stay in cache (the [n, V] matrix never exists at once).
-
-    hidden [n, D]; source [n, Ls] the users' items; generated [n, T]; target [n, Ls] the source
-    items that count for fidelity (None: no check); ``fails_at`` [n] the count of better-scored
-    items at which a node fails (a node that fails picks nothing); ``need_catalogue`` [n] whether
-    any of the node's rows draws from the whole catalogue. Returns ``higher`` [n] (items scoring
-    above the node's best target), the catalogue top-k values and items [n, k] (generated items
-    masked; -inf where not needed) and the raw scores of the source items [n, Ls].
-    """
-    n = len(hidden)
-    k = min(top_k, model.num_items)
-    higher = torch.zeros(n, dtype=torch.int64, device=hidden.device)
-    cat_values = torch.full((n, k), float("-inf"), device=hidden.device)
-    cat_items = torch.zeros(n, k, dtype=torch.long, device=hidden.device)
-    own = torch.empty(source.shape, device=hidden.device)
-    block = max(8, min(256, SCORE_BLOCK_ELEMENTS // (model.num_items + 1)))
-    never = torch.iinfo(torch.int64).max
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
-        scores = model.score(hidden[lo:hi])  # [r, V+1]
-        own[lo:hi] = scores.gather(1, source[lo:hi])
-        if target is not None and bool((fails_at[lo:hi] < never).any()):  # only pending nodes are checked
-            best = own[lo:hi].masked_fill(~target[lo:hi], float("-inf")).max(1).values
-            higher[lo:hi] = (scores > best[:, None]).sum(1, dtype=torch.int32)
-        rows = (need_catalogue[lo:hi] & (higher[lo:hi] < fails_at[lo:hi])).nonzero()[:, 0]
-        if len(rows) == 0:
-            continue
-        if len(rows) < hi - lo:
-            scores = scores.index_select(0, rows)
-        scores.scatter_(1, generated[lo:hi].index_select(0, rows), float("-inf"))
-        values, items = scores.max(1, keepdim=True) if k == 1 else scores.topk(k, dim=1)
-        cat_values[lo + rows], cat_items[lo + rows] = values, items
-    return higher, cat_values, cat_items, own
+def _regroup(keys: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Distinct (group, member) pairs from ``keys`` = group × width + member, sorted: returns the
+    groups and members [u] of the distinct pairs and each key's index among them."""
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    return unique // width, unique % width, inverse
 
 
 @torch.no_grad()
@@ -148,10 +105,11 @@ def _generate_chunk(model: SequentialRecommender, src: Ragged, src_index: np.nda
                     should_stop: Callable[[], bool] | None) -> Iterator[GeneratedBatch]:
     """Decode every (sequence, attempt) row of a chunk.
 
-    Rows whose contexts are identical (the m attempts of a sequence share their prefix, and greedy
-    picks often coincide) share one decoding *node*: a node is scored and extended once, and
-    its rows only differ in their own random draws. This is exact — same context, same scores —
-    and cuts the forward passes by several times.
+    Three levels share work exactly (same context, same scores): a *context* is a distinct
+    item sequence, decoded and scored over the catalogue once (users with the same first item
+    start from one context, and greedy picks from the catalogue keep them together); a *node*
+    is a user's source on a context, which has its own fidelity targets and own-item pool; a
+    *row* is one attempt on a node, which differs only in its random draws.
     """
     m, max_len, vocab = cfg.m, cfg.max_len, model.num_items + 1
     row_ids = (src_index[:, None] * m + np.arange(m)).ravel()  # [R]
@@ -164,68 +122,76 @@ def _generate_chunk(model: SequentialRecommender, src: Ragged, src_index: np.nda
         u = torch.from_numpy(uniform(cfg.seed, row_ids, 0, _PREFIX)).to(device)
         row_prefix = 1 + (u * (src_len - 1).double()).long().clamp(max=src_len - 2)
     row_prefix = row_prefix.clamp(max=max_len)
-    # one node per distinct (source, prefix length)
-    keys, row_node = torch.unique(row_src * (max_len + 1) + row_prefix, return_inverse=True)
-    node_src, prefix_len = keys // (max_len + 1), keys % (max_len + 1)
-    source = sources[node_src]  # [n, Ls]
+    # nodes: distinct (source, prefix length); contexts: distinct prefixes; nodes sorted by context
+    node_src, prefix_len, row_node = _regroup(row_src * (max_len + 1) + row_prefix, max_len + 1)
     width = int(prefix_len.max())
-    generated = torch.zeros(len(keys), max_len, dtype=torch.long, device=device)  # [n, T]
-    generated[:, :width] = torch.where(torch.arange(width, device=device) < prefix_len[:, None], source[:, :width], 0)
-    lengths = prefix_len.clone()  # accepted items per node
-    hidden, cache = model.prefill(generated[:, :width], prefix_len, capacity=min(max_len, width + 4))
-    pending = torch.zeros(len(keys), dtype=torch.bool, device=device)  # a provisional item waits
+    prefixes = torch.where(torch.arange(width, device=device) < prefix_len[:, None], sources[node_src, :width], 0)
+    contexts, node_ctx = torch.unique(prefixes, dim=0, return_inverse=True)
+    order = torch.argsort(node_ctx, stable=True)
+    node_src, prefix_len, node_ctx = node_src[order], prefix_len[order], node_ctx[order]
+    row_node = torch.argsort(order)[row_node]
+    ctx_len = contexts.gt(0).sum(1)  # items per context (a prefix holds no padding)
+    items = torch.zeros(len(contexts), max_len, dtype=torch.long, device=device)  # [c, T]
+    items[:, :width] = contexts
+    hidden, cache = model.prefill(contexts, ctx_len, capacity=min(max_len, width + 4))
+    pending = False  # after the first step every context ends with a provisional item
     ids = torch.from_numpy(row_ids).to(device)
     stats.rows += len(row_ids)
     check = math.isfinite(cfg.tau)
-    src_pos = torch.arange(source.shape[1], device=device)[None, :]
-    never = torch.iinfo(torch.int64).max
     step = 0
     while len(ids):
         step_ids = ids.cpu().numpy()
         use_own = torch.from_numpy(uniform(cfg.seed, step_ids, step, _POOL) < cfg.p).to(device)
         pick_u = torch.from_numpy(uniform(cfg.seed, step_ids, step, _PICK)).to(device)
-        need_catalogue = torch.zeros_like(pending).index_fill_(0, row_node[~use_own], True)
-        held = generated[:, : int((lengths + pending.long()).max())]  # [n, T'] the columns in use
-        available = (source > 0) & ~(source[:, :, None] == held[:, None, :]).any(-1)  # [n, Ls]
+        row_ctx = node_ctx[row_node]
+        need_catalogue = torch.zeros(len(items), dtype=torch.bool, device=device).index_fill_(
+            0, row_ctx[~use_own], True)
+        held = items[:, : int(ctx_len.max())]  # [c, T'] the columns in use
+        source = sources[node_src]  # [n, Ls]
+        available = (source > 0) & ~(source[:, :, None] == held[node_ctx][:, None, :]).any(-1)  # [n, Ls]
         target = None
-        if check:  # items of s not generated so far (the provisional item included)
+        if check and pending:  # items of s not generated so far (the provisional item included)
+            src_pos = torch.arange(source.shape[1], device=device)[None, :]
             target = available & (src_pos >= prefix_len[:, None]) if cfg.target == "future" else available
-        fails_at = torch.where(pending & check, int(min(cfg.tau, never)), never)
-        higher, cat_values, cat_items, own_raw = _score_step(model, hidden, source, held, target, fails_at,
-                                                       need_catalogue, cfg.top_k)
-        fail = higher >= fails_at  # per node
-        accepted = pending & ~fail
-        lengths += accepted.long()
+        node_start = torch.zeros(len(items) + 1, dtype=torch.long, device=device)
+        node_start[1:] = torch.bincount(node_ctx, minlength=len(items)).cumsum(0)
+        fail, own_raw, cat_values, cat_items = score_contexts(model, hidden, held, need_catalogue, node_ctx,
+                                                           node_start, source, target, cfg.tau, cfg.top_k)
+        lengths = ctx_len[node_ctx] - int(pending) * fail.long()  # accepted items per node
         at_max = ~fail & (lengths >= max_len)
         # next item per row: top-k inside the user's own items (probability p) or the whole catalogue
         own_values, own_cols = own_raw.masked_fill(~available, float("-inf")).topk(
             min(cfg.top_k, source.shape[1]), dim=1)
-        own_item, own_ok = _sample(own_values[row_node], source.gather(1, own_cols)[row_node], pick_u,
+        own_item, own_ok = sample(own_values[row_node], source.gather(1, own_cols)[row_node], pick_u,
                                    cfg.temperature)
-        any_item, any_ok = _sample(cat_values[row_node], cat_items[row_node], pick_u, cfg.temperature)
+        any_item, any_ok = sample(cat_values[row_ctx], cat_items[row_ctx], pick_u, cfg.temperature)
         item = torch.where(use_own, own_item, any_item)
         row_fail, row_max = fail[row_node], at_max[row_node]
         empty = ~row_fail & ~row_max & ~torch.where(use_own, own_ok, any_ok)
-        stats.accepted_steps += int(accepted[row_node].sum())
+        if pending:
+            stats.accepted_steps += int((~row_fail).sum())
         stats.stopped_fidelity += int(row_fail.sum())
         stats.stopped_length += int(row_max.sum())
         stats.stopped_empty_pool += int(empty.sum())
         done = row_fail | row_max | empty
         if done.any():
             finished = row_node[done]
-            yield _emit(ids[done], generated[finished], lengths[finished], prefix_len[finished], cfg, stats)
+            yield _emit(ids[done], items[node_ctx[finished]], lengths[finished], prefix_len[finished], cfg, stats)
         if (should_stop is not None and should_stop()) or done.all():
             return
-        # the surviving rows regroup into nodes by (parent node, picked item)
-        keys, row_node = torch.unique(row_node[~done] * vocab + item[~done], return_inverse=True)
-        ids, parent, item = ids[~done], keys // vocab, keys % vocab
-        source, prefix_len, lengths = source[parent], prefix_len[parent], lengths[parent]
-        generated, cache = generated[parent], cache.select(parent)
-        generated[torch.arange(len(parent), device=device), lengths] = item
+        # survivors regroup: contexts by (parent context, item), nodes by (new context, parent node)
+        keep = ~done
+        ids, row_node, item = ids[keep], row_node[keep], item[keep]
+        parent_ctx, new_item, row_ctx = _regroup(row_ctx[keep] * vocab + item, vocab)
+        node_ctx, parent_node, row_node = _regroup(row_ctx * len(node_src) + row_node, len(node_src))
+        node_src, prefix_len = node_src[parent_node], prefix_len[parent_node]
+        items, ctx_len, cache = items[parent_ctx], ctx_len[parent_ctx], cache.select(parent_ctx)
+        items[torch.arange(len(parent_ctx), device=device), ctx_len] = new_item
+        ctx_len = ctx_len + 1
         if int(cache.lengths.max()) >= cache.capacity:
             cache.grow(min(max_len, 2 * cache.capacity))
-        hidden = model.extend(cache, item)
-        pending = torch.ones(len(parent), dtype=torch.bool, device=device)
+        hidden = model.extend(cache, new_item)
+        pending = True
         step += 1
 
 
@@ -258,6 +224,10 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
     model = model.to(device).eval()
     src, src_index = source_sequences(dataset, config, model.config.max_len)
     mine = np.flatnonzero(np.arange(len(src_index)) % count == index)
+    # users who start alike share contexts: order them by their first two items (the output does
+    # not depend on the order, since every random draw is keyed by the row id)
+    starts = src.values[src.offsets[mine][:, None] + np.arange(2)]
+    mine = mine[np.lexsort((starts[:, 1], starts[:, 0]))]
     chunk = max(1, config.batch_rows // config.m)
     stats = GenerationStats()
     for start in range(0, len(mine), chunk):

@@ -14,6 +14,7 @@ import torch
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.generation import generate as batched_generate
 from rsir.generation import merge_generated, source_sequences
+from rsir.scoring import count_above, top_items
 from rsir.synthetic import synthetic_dataset
 from rsir.training import train
 
@@ -119,3 +120,11 @@ def test_bad_arguments(model, data):
         next(batched_generate(model, data, GenerationConfig(), shard=(3, 3)))
     with pytest.raises(ValueError, match="exceeds the model"):
         next(batched_generate(model, data, GenerationConfig(max_len=50)))
+
+
+def test_catalogue_scoring_helpers_match_torch_semantics():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 0.0], [-math.inf, 2.0, 2.0, 5.0]])
+    values, items = top_items(scores, 1)
+    assert items[:, 0].tolist() == [1, 3] and values[:, 0].tolist() == [3.0, 5.0]  # first index on ties
+    rows, best = torch.tensor([0, 0, 1]), torch.tensor([1.0, 3.0, -math.inf])
+    assert count_above(scores, rows, best).tolist() == [2, 0, 3]  # strictly above; -inf never counts

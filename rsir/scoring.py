@@ -1,0 +1,95 @@
+"""One decoding step's use of the full-catalogue scores (architecture.md §1), in cache-sized blocks.
+
+Generation needs three things from the scores of a context: whether the user's best remaining
+item still ranks within τ (the fidelity check), the scores of the user's own items (the own
+pool), and the best unmasked items of the catalogue (the catalogue pool). All three come from one
+matrix product per block of contexts, and the [contexts, V] matrix never exists at once, so peak
+memory is bounded for any catalogue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rsir.models import SequentialRecommender
+
+SCORE_BLOCK_ELEMENTS = 1 << 19  # scores held at once (2 MiB): cache-resident, and bounded for any catalogue
+
+
+def sample(values: Tensor, items: Tensor, u: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """Top-k sampling from candidates sorted by score: ``values``/``items`` [b, k] (-inf = empty
+    slot), ``u`` [b] uniforms. Returns the picked items [b] and whether the pool was non-empty."""
+    choice = torch.zeros(len(values), dtype=torch.long, device=values.device)
+    if values.shape[1] > 1:
+        probs = torch.softmax(values / temperature, dim=1).nan_to_num(0.0)
+        choice = (probs.cumsum(1) <= u[:, None]).sum(1).clamp(max=values.shape[1] - 1)
+        # never land on an empty (-inf) slot: fall back to the best candidate
+        choice = torch.where(torch.isfinite(values.gather(1, choice[:, None]))[:, 0], choice, 0)
+    return items.gather(1, choice[:, None])[:, 0], torch.isfinite(values[:, 0])
+
+
+def count_above(scores: Tensor, rows: Tensor, best: Tensor) -> Tensor:
+    """How many items of ``scores[rows[i]]`` score strictly above ``best[i]``: [r, V], [n], [n] → [n].
+    On the CPU numpy's vectorised compare-and-count is about 3× torch's."""
+    if scores.device.type != "cpu":
+        return (scores.index_select(0, rows) > best[:, None]).sum(1)
+    values = scores.numpy()
+    if len(rows) != len(values):  # several nodes share a context row
+        values = values[rows.numpy()]
+    return torch.from_numpy(np.count_nonzero(values > best.numpy()[:, None], axis=1))
+
+
+def top_items(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Top-k values and items per row [r, V] → [r, k]; k = 1 through numpy's argmax on the CPU,
+    which is an order of magnitude faster than torch's ``max(dim)`` there (same first-index ties)."""
+    if k > 1:
+        return scores.topk(k, dim=1)
+    if scores.device.type != "cpu":
+        return scores.max(1, keepdim=True)
+    items = torch.from_numpy(scores.numpy().argmax(1))[:, None]
+    return scores.gather(1, items), items
+
+
+def score_contexts(model: SequentialRecommender, hidden: Tensor, held: Tensor, need_catalogue: Tensor,
+                   node_ctx: Tensor, node_start: Tensor, source: Tensor, target: Tensor | None,
+                   tau: float, top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Everything one step needs from the full-catalogue scores of ``c`` distinct contexts,
+    computed in context blocks small enough to stay in cache (the [c, V] matrix never exists).
+
+    hidden [c, D] and held [c, T] (the items of each context); ``need_catalogue`` [c] whether any
+    row of the context draws from the whole catalogue. Nodes (a user's source on a context) come
+    sorted by context: ``node_ctx`` [n], ``node_start`` [c + 1]; source [n, Ls] the users' items;
+    target [n, Ls] the items that count for fidelity (None: no check). Returns per node ``fail``
+    [n] (at least τ items score above every target) and the raw scores of its
+    source items [n, Ls]; per context the catalogue top-k values and items [c, k] (the context's
+    items masked; -inf where not needed).
+    """
+    c, n = len(hidden), len(node_ctx)
+    k = min(top_k, model.num_items)
+    fail = torch.zeros(n, dtype=torch.bool, device=hidden.device)
+    cat_values = torch.full((c, k), float("-inf"), device=hidden.device)
+    cat_items = torch.zeros(c, k, dtype=torch.long, device=hidden.device)
+    own = torch.empty(source.shape, device=hidden.device)
+    block = max(8, min(256, SCORE_BLOCK_ELEMENTS // (model.num_items + 1)))
+    starts = node_start.tolist()
+    buffer = torch.empty(min(block, c), model.num_items + 1, device=hidden.device)
+    for lo in range(0, c, block):
+        hi = min(lo + block, c)
+        a, b = starts[lo], starts[hi]
+        scores = model.score(hidden[lo:hi], out=buffer[: hi - lo])  # [r, V+1]
+        local = node_ctx[a:b] - lo
+        own[a:b] = scores[local[:, None], source[a:b]]
+        if target is not None:
+            best = own[a:b].masked_fill(~target[a:b], float("-inf")).max(1).values
+            fail[a:b] = count_above(scores, local, best) >= tau
+        alive = torch.zeros(hi - lo, dtype=torch.bool, device=hidden.device).index_fill_(0, local[~fail[a:b]], True)
+        rows = (need_catalogue[lo:hi] & alive).nonzero()[:, 0]
+        if len(rows) == 0:
+            continue
+        if len(rows) < hi - lo:
+            scores = scores.index_select(0, rows)
+        scores.scatter_(1, held[lo:hi].index_select(0, rows), float("-inf"))
+        cat_values[lo + rows], cat_items[lo + rows] = top_items(scores, k)
+    return fail, own, cat_values, cat_items
