@@ -76,6 +76,7 @@ def main() -> None:
     steps = stats.rows + stats.accepted_steps  # forward passes: one per step per row
     row = {
         "data": args.data, "generation": vars(config) | {}, "rows": stats.rows,
+        "teacher": str(args.checkpoint) if args.checkpoint else f"SASRec trained {args.train_seconds:.0f} s",
         "batched_seconds": batched_seconds, "batched_rows_per_s": stats.rows / batched_seconds,
         "batched_steps_per_s": steps / batched_seconds,
         "oracle_rows": oracle_rows, "oracle_seconds": oracle_seconds,

@@ -63,14 +63,24 @@ def generation_table() -> str:
              for r in _load("eval-speed-*.json")] + [""]
     if not rows:
         return "\n".join(lines) + "_no generation results yet_\n"
-    lines += ["| data | rows | batched s | threads | rows/s | oracle rows/s (best thread count) | speed-up "
-              "| oracle agrees | peak MiB |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| data | rows | batched s (1 thread / best) | best threads | rows/s | oracle rows/s (best thread "
+              "count) | speed-up (best / 1 thread each) | oracle agrees | peak MiB | date |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['data']} | {r['rows']} | {r['batched_seconds']:.1f} | {r['batched_threads']} | "
-                     f"{r['batched_rows_per_s']:.0f} | "
-                     f"{r['oracle_rows_per_s']:.0f} | {r['speedup']:.0f}× | {r['oracle_agrees_on_subset']} | "
-                     f"{r['peak_memory_mb']:.0f} |")
+        by_threads = r.get("batched_seconds_by_threads", {"1": r["batched_seconds"]})
+        one = f"{r['speedup_one_thread']:.0f}×" if "speedup_one_thread" in r else "–"
+        lines.append(f"| {r['data']} | {r['rows']} | {by_threads['1']:.1f} / {r['batched_seconds']:.1f} | "
+                     f"{r['batched_threads']} | {r['batched_rows_per_s']:.0f} | "
+                     f"{r['oracle_rows_per_s']:.0f} | {r['speedup']:.0f}× / {one} | {r['oracle_agrees_on_subset']} | "
+                     f"{r['peak_memory_mb']:.0f} | {r['date']} |")
+    for doc in _load("generation-memory.json"):
+        lines += ["", "Peak resident memory of generation by catalogue size (bench/generation_memory.py, τ = ∞, "
+                  f"untrained SASRec, {doc['date']}):", "",
+                  "| items | rows | peak MiB before → after | item table MiB | one unchunked score matrix MiB | s |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['items']} | {r['rows']} | {r['peak_mb_before']:.0f} → {r['peak_mb_after']:.0f} | "
+                  f"{r['item_table_mb']:.0f} | {r['unchunked_scores_mb']:.0f} | {r['seconds']:.1f} |"
+                  for r in doc["runs"]]
     return "\n".join(lines) + "\n"
 
 
