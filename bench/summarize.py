@@ -91,8 +91,7 @@ def rsir_table() -> str:
         return "_no RSIR results yet_\n"
     groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        variant = r["method"] + (str(r["iteration"]) if r["method"] == "rsir" else "") + r.get("tag", "")
-        groups[(r["dataset"], r["model"], r["setting"])][variant].append(r)
+        groups[(r["dataset"], r["model"], r["setting"])][_variant(r)].append(r)
     lines = ["| dataset | model | setting | method | seeds | added | valid N@20 | test R@10 | test N@10 | "
              "ΔR@10 vs base | p (t-test, R@10) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (dataset, model, setting), variants in sorted(groups.items()):
@@ -117,8 +116,7 @@ def data_table() -> str:
     """Density and Approximate Entropy of each training set (paper Fig. 5), mean over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in _load("rsir/*.json"):
-        variant = r["method"] + (str(r["iteration"]) if r["method"] == "rsir" else "") + r.get("tag", "")
-        groups[(r["dataset"], r["model"], variant)].append(r["data"])
+        groups[(r["dataset"], r["model"], _variant(r))].append(r["data"])
     if not groups:
         return "_no RSIR results yet_\n"
     lines = ["| dataset | model | training set | seeds | sequences | interactions | density | ApEn | 1/ApEn |",
@@ -134,8 +132,13 @@ def data_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _variant(row: dict) -> str:
+    """A result's method name as its file names it: ``rsir1-w0.5``, ``insertion``, ``base``."""
+    return row["method"] + (str(row["iteration"]) if row["method"] == "rsir" else "") + row.get("tag", "")
+
+
 def _stem(row: dict, method: str | None) -> str:
-    method = method or (row["method"] + (str(row["iteration"]) if row["method"] == "rsir" else "") + row.get("tag", ""))
+    method = method or _variant(row)
     return f"{row['dataset']}-{row['model']}-{row['setting']}-seed{row['seed']}-{method}"
 
 

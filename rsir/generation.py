@@ -138,6 +138,7 @@ def _generate_chunk(model: SequentialRecommender, src: Ragged, src_index: np.nda
     ids = torch.from_numpy(row_ids).to(device)
     stats.rows += len(row_ids)
     check = math.isfinite(cfg.tau)
+    src_pos = torch.arange(sources.shape[1], device=device)[None, :]
     step = 0
     while len(ids):
         step_ids = ids.cpu().numpy()
@@ -151,12 +152,9 @@ def _generate_chunk(model: SequentialRecommender, src: Ragged, src_index: np.nda
         available = (source > 0) & ~(source[:, :, None] == held[node_ctx][:, None, :]).any(-1)  # [n, Ls]
         target = None
         if check and pending:  # items of s not generated so far (the provisional item included)
-            src_pos = torch.arange(source.shape[1], device=device)[None, :]
             target = available & (src_pos >= prefix_len[:, None]) if cfg.target == "future" else available
-        node_start = torch.zeros(len(items) + 1, dtype=torch.long, device=device)
-        node_start[1:] = torch.bincount(node_ctx, minlength=len(items)).cumsum(0)
         fail, own_raw, cat_values, cat_items = score_contexts(model, hidden, held, need_catalogue, node_ctx,
-                                                           node_start, source, target, cfg.tau, cfg.top_k)
+                                                           source, target, cfg.tau, cfg.top_k)
         lengths = ctx_len[node_ctx] - int(pending) * fail.long()  # accepted items per node
         at_max = ~fail & (lengths >= max_len)
         # next item per row: top-k inside the user's own items (probability p) or the whole catalogue

@@ -53,14 +53,14 @@ def top_items(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def score_contexts(model: SequentialRecommender, hidden: Tensor, held: Tensor, need_catalogue: Tensor,
-                   node_ctx: Tensor, node_start: Tensor, source: Tensor, target: Tensor | None,
+                   node_ctx: Tensor, source: Tensor, target: Tensor | None,
                    tau: float, top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Everything one step needs from the full-catalogue scores of ``c`` distinct contexts,
     computed in context blocks small enough to stay in cache (the [c, V] matrix never exists).
 
     hidden [c, D] and held [c, T] (the items of each context); ``need_catalogue`` [c] whether any
     row of the context draws from the whole catalogue. Nodes (a user's source on a context) come
-    sorted by context: ``node_ctx`` [n], ``node_start`` [c + 1]; source [n, Ls] the users' items;
+    sorted by context (``node_ctx`` [n]); source [n, Ls] the users' items;
     target [n, Ls] the items that count for fidelity (None: no check). Returns per node ``fail``
     [n] (at least τ items score above every target) and the raw scores of its
     source items [n, Ls]; per context the catalogue top-k values and items [c, k] (the context's
@@ -73,12 +73,11 @@ def score_contexts(model: SequentialRecommender, hidden: Tensor, held: Tensor, n
     cat_items = torch.zeros(c, k, dtype=torch.long, device=hidden.device)
     own = torch.empty(source.shape, device=hidden.device)
     block = max(8, min(256, SCORE_BLOCK_ELEMENTS // (model.num_items + 1)))
-    starts = node_start.tolist()
-    buffer = torch.empty(min(block, c), model.num_items + 1, device=hidden.device)
+    starts = [0, *torch.bincount(node_ctx, minlength=c).cumsum(0).tolist()]  # nodes of context i: starts[i:i+2]
     for lo in range(0, c, block):
         hi = min(lo + block, c)
         a, b = starts[lo], starts[hi]
-        scores = model.score(hidden[lo:hi], out=buffer[: hi - lo])  # [r, V+1]
+        scores = model.score(hidden[lo:hi])  # [r, V+1]
         local = node_ctx[a:b] - lo
         own[a:b] = scores[local[:, None], source[a:b]]
         if target is not None:

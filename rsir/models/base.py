@@ -99,11 +99,9 @@ class SequentialRecommender(nn.Module, ABC):
         """Output embeddings of the catalogue [V+1, D] (row 0 is padding)."""
         return self.item_emb.weight[: self.num_items + 1]
 
-    def score(self, hidden: Tensor, out: Tensor | None = None) -> Tensor:
-        """Scores of every item: hidden [N, D] → [N, V+1]; padding gets -inf. ``out`` [N, V+1]
-        reuses a buffer: a fresh multi-MiB tensor per call costs page faults that on the CPU can
-        take as long as the product itself."""
-        logits = torch.matmul(hidden, self.item_table().T, out=out)
+    def score(self, hidden: Tensor) -> Tensor:
+        """Scores of every item: hidden [N, D] → [N, V+1]; padding gets -inf."""
+        logits = hidden @ self.item_table().T
         logits[:, 0] = float("-inf")
         return logits
 
