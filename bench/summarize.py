@@ -63,8 +63,8 @@ def generation_table() -> str:
              for r in _load("eval-speed-*.json")] + [""]
     if not rows:
         return "\n".join(lines) + "_no generation results yet_\n"
-    lines += ["| data | rows | batched s (1 thread / best) | best threads | rows/s | oracle rows/s (best thread "
-              "count) | speed-up (best / 1 thread each) | oracle agrees | peak MiB | date |",
+    lines += ["| data | rows | batched s (1 thread / best) | best threads (= workers) | rows/s | oracle rows/s "
+              "(best thread count) | speed-up (best / 1 thread each) | oracle agrees | peak MiB | date |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         by_threads = r.get("batched_seconds_by_threads", {"1": r["batched_seconds"]})

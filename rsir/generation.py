@@ -20,8 +20,10 @@ rows are chunked, sharded or ordered: shards of one run union to exactly the sin
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -66,6 +68,9 @@ class GenerationStats:
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def __add__(self, other: GenerationStats) -> GenerationStats:
+        return GenerationStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -207,11 +212,13 @@ def _emit(ids: Tensor, generated: Tensor, lengths: Tensor, prefix_len: Tensor, c
 
 def generate(model: SequentialRecommender, dataset: SequenceDataset, config: GenerationConfig, *,
              shard: tuple[int, int] = (0, 1), device: torch.device | str = "cpu",
-             should_stop: Callable[[], bool] | None = None) -> Iterator[GeneratedBatch]:
+             should_stop: Callable[[], bool] | None = None, workers: int | None = None) -> Iterator[GeneratedBatch]:
     """Yield accepted sequences as they finish, with running statistics.
 
     ``shard = (index, count)`` takes the source sequences whose position is ≡ index (mod count);
-    the union over all shards equals the unsharded run.
+    the union over all shards equals the unsharded run. ``workers`` chunks decode at once on the
+    CPU (default: torch's thread count), each on one intra-op thread, and ``config.batch_rows`` is
+    split between them; a step's ops are too small to scale across threads, chunks are not.
     """
     index, count = shard
     if not 0 <= index < count:
@@ -219,6 +226,11 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
     if config.max_len > model.config.max_len:
         raise ConfigError(f"max_len {config.max_len} exceeds the model's {model.config.max_len}")
     device = torch.device(device)
+    workers = torch.get_num_threads() if workers is None else workers
+    if not 1 <= workers <= 1024:
+        raise ConfigError(f"workers must be in [1, 1024], got {workers}")
+    if device.type != "cpu":
+        workers = 1  # one stream keeps an accelerator busy
     model = model.to(device).eval()
     src, src_index = source_sequences(dataset, config, model.config.max_len)
     mine = np.flatnonzero(np.arange(len(src_index)) % count == index)
@@ -226,14 +238,54 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
     # not depend on the order, since every random draw is keyed by the row id)
     starts = src.values[src.offsets[mine][:, None] + np.arange(2)]
     mine = mine[np.lexsort((starts[:, 1], starts[:, 0]))]
-    chunk = max(1, config.batch_rows // config.m)
-    stats = GenerationStats()
-    for start in range(0, len(mine), chunk):
-        part = mine[start:start + chunk]
+    chunk = max(1, config.batch_rows // (config.m * workers))
+
+    def decode(part: np.ndarray, stats: GenerationStats) -> Iterator[GeneratedBatch]:
         sub = Ragged.from_list([src.row(i) for i in part])
-        yield from _generate_chunk(model, sub, src_index[part], config, stats, device, should_stop)
+        return _generate_chunk(model, sub, src_index[part], config, stats, device, should_stop)
+
+    totals = GenerationStats()
+    for batches, stats in _chunks_in_order(decode, [mine[s:s + chunk] for s in range(0, len(mine), chunk)], workers):
+        for batch in batches:
+            yield replace(batch, stats=totals + batch.stats)
+        totals = totals + stats
         if should_stop is not None and should_stop():
             return
+
+
+Decode = Callable[[np.ndarray, GenerationStats], Iterator[GeneratedBatch]]
+
+
+def _chunks_in_order(decode: Decode, parts: list[np.ndarray],
+                     workers: int) -> Iterator[tuple[Iterable[GeneratedBatch], GenerationStats]]:
+    """Each chunk's batches and its own statistics (complete once its batches are consumed), in
+    chunk order so the stream is deterministic. One worker streams lazily, step by step; more
+    decode ``workers`` chunks at once in threads at one intra-op thread each (torch's setting is
+    restored after), with at most ``2 × workers`` chunks' results held."""
+    if workers == 1:
+        for part in parts:
+            stats = GenerationStats()
+            yield decode(part, stats), stats
+        return
+
+    def collect(part: np.ndarray) -> tuple[list[GeneratedBatch], GenerationStats]:
+        stats = GenerationStats()
+        return list(decode(part, stats)), stats
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="rsir-generate")
+    try:
+        pending: deque = deque()
+        for part in parts:
+            pending.append(pool.submit(collect, part))
+            if len(pending) == 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
 
 
 def merge_generated(dataset: SequenceDataset, batches: Iterable[GeneratedBatch],

@@ -63,6 +63,7 @@ def test_result_does_not_depend_on_chunks_or_shards(model, data):
     cfg = GenerationConfig(tau=8, p=0.5, m=3, top_k=3, temperature=0.7, max_len=12)
     whole = run(model, data, cfg)
     assert run(model, data, replace(cfg, batch_rows=7)) == whole
+    assert run(model, data, replace(cfg, batch_rows=7), workers=3) == whole
     shards = [run(model, data, cfg, shard=(i, 3)) for i in range(3)]
     assert sorted(k for s in shards for k in s) == sorted(whole)
     assert {k: v for s in shards for k, v in s.items()} == whole
@@ -79,6 +80,22 @@ def _total(model, data, cfg):
     for batch in batched_generate(model, data, cfg):
         last = batch.stats
     return last
+
+
+def test_workers_stream_the_same_batches_and_running_stats(model, data):
+    cfg = GenerationConfig(tau=8, p=0.5, m=3, max_len=12, batch_rows=20)
+    threads = torch.get_num_threads()
+    serial = list(batched_generate(model, data, replace(cfg, batch_rows=10), workers=1))
+    parallel = list(batched_generate(model, data, cfg, workers=2))  # batch_rows is split: the same chunks
+    assert torch.get_num_threads() == threads  # the one-thread-per-worker setting is undone
+    def content(batches):
+        return [(b.row_ids.tolist(), [q.tolist() for q in b.sequences]) for b in batches]
+
+    assert len(serial) > 3 and content(parallel) == content(serial)  # the same stream, in the same order
+    assert [b.stats for b in parallel] == [b.stats for b in serial]
+    assert serial[-1].stats.rows == len(source_sequences(data, cfg, 20)[1]) * cfg.m  # the whole run, every chunk
+    with pytest.raises(ValueError, match="workers"):
+        next(batched_generate(model, data, cfg, workers=-1))
 
 
 def test_tau_one_accepts_fewer_steps_than_no_fidelity(model, data):
