@@ -20,10 +20,9 @@ rows are chunked, sharded or ordered: shards of one run union to exactly the sin
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from rsir.config import GenerationConfig
 from rsir.datasets import Ragged, SequenceDataset
 from rsir.errors import ConfigError
 from rsir.models import SequentialRecommender
+from rsir.parallel import ordered_streams
 from rsir.scoring import sample, score_contexts
 
 _POOL, _PICK, _PREFIX = 0, 1, 2  # random streams
@@ -240,52 +240,20 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
     mine = mine[np.lexsort((starts[:, 1], starts[:, 0]))]
     chunk = max(1, config.batch_rows // (config.m * workers))
 
-    def decode(part: np.ndarray, stats: GenerationStats) -> Iterator[GeneratedBatch]:
+    def decode(part: np.ndarray) -> Iterator[GeneratedBatch]:  # batches carry the chunk's own statistics
         sub = Ragged.from_list([src.row(i) for i in part])
-        return _generate_chunk(model, sub, src_index[part], config, stats, device, should_stop)
+        return _generate_chunk(model, sub, src_index[part], config, GenerationStats(), device, should_stop)
 
     totals = GenerationStats()
-    for batches, stats in _chunks_in_order(decode, [mine[s:s + chunk] for s in range(0, len(mine), chunk)], workers):
+    parts = [mine[s:s + chunk] for s in range(0, len(mine), chunk)]
+    for batches in ordered_streams([partial(decode, part) for part in parts], workers):
+        last = GenerationStats()
         for batch in batches:
+            last = batch.stats
             yield replace(batch, stats=totals + batch.stats)
-        totals = totals + stats
+        totals = totals + last
         if should_stop is not None and should_stop():
             return
-
-
-Decode = Callable[[np.ndarray, GenerationStats], Iterator[GeneratedBatch]]
-
-
-def _chunks_in_order(decode: Decode, parts: list[np.ndarray],
-                     workers: int) -> Iterator[tuple[Iterable[GeneratedBatch], GenerationStats]]:
-    """Each chunk's batches and its own statistics (complete once its batches are consumed), in
-    chunk order so the stream is deterministic. One worker streams lazily, step by step; more
-    decode ``workers`` chunks at once in threads at one intra-op thread each (torch's setting is
-    restored after), with at most ``2 × workers`` chunks' results held."""
-    if workers == 1:
-        for part in parts:
-            stats = GenerationStats()
-            yield decode(part, stats), stats
-        return
-
-    def collect(part: np.ndarray) -> tuple[list[GeneratedBatch], GenerationStats]:
-        stats = GenerationStats()
-        return list(decode(part, stats)), stats
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="rsir-generate")
-    try:
-        pending: deque = deque()
-        for part in parts:
-            pending.append(pool.submit(collect, part))
-            if len(pending) == 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)
 
 
 def merge_generated(dataset: SequenceDataset, batches: Iterable[GeneratedBatch],

@@ -98,6 +98,21 @@ def test_workers_stream_the_same_batches_and_running_stats(model, data):
         next(batched_generate(model, data, cfg, workers=-1))
 
 
+def test_overlapping_parallel_generations_restore_the_thread_count(model, data):
+    cfg = GenerationConfig(tau=8, p=0.5, m=3, max_len=12, batch_rows=20)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        first, second = batched_generate(model, data, cfg, workers=2), batched_generate(model, data, cfg, workers=2)
+        next(first), next(second)  # both suspended inside their parallel sections
+        first.close()  # a consumer that stops early, while the other still runs
+        assert torch.get_num_threads() == 1
+        assert list(second)
+        assert torch.get_num_threads() == 3  # restored by the last one out
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_tau_one_accepts_fewer_steps_than_no_fidelity(model, data):
     strict = _total(model, data, GenerationConfig(tau=1, p=0.5, m=2, max_len=12))
     loose = _total(model, data, GenerationConfig(tau=math.inf, p=0.5, m=2, max_len=12))
