@@ -140,17 +140,18 @@ def data_table() -> str:
     """Density and Approximate Entropy of each training set (paper Fig. 5), mean over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in _load("rsir/*.json"):
-        groups[(r["dataset"], r["model"], _variant(r))].append(r["data"])
+        groups[(r["dataset"], r["model"], r["setting"], _variant(r))].append(r["data"])
     if not groups:
         return "_no RSIR results yet_\n"
-    lines = ["| dataset | model | training set | seeds | sequences | interactions | density | ApEn | 1/ApEn |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    order = sorted(groups, key=lambda key: (key[:2], key[2] != "base", key[2]))
-    for dataset, model, variant in order:
-        ds = groups[(dataset, model, variant)]
+    lines = ["| dataset | model | setting | training set | seeds | sequences | interactions | density | ApEn "
+             "| 1/ApEn |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = sorted(groups, key=lambda key: (key[:3], key[3] != "base", key[3]))
+    for dataset, model, setting, variant in order:
+        ds = groups[(dataset, model, setting, variant)]
         mean = {key: np.mean([d[key] for d in ds]) for key in
                 ("users", "synthetic_sequences", "interactions", "density", "apen", "apen_reciprocal")}
-        lines.append(f"| {dataset} | {model} | {variant} | {len(ds)} | "
+        lines.append(f"| {dataset} | {model} | {setting} | {variant} | {len(ds)} | "
                      f"{mean['users'] + mean['synthetic_sequences']:.0f} | {mean['interactions']:.0f} | "
                      f"{mean['density']:.6f} | {mean['apen']:.4f} | {mean['apen_reciprocal']:.3f} |")
     return "\n".join(lines) + "\n"

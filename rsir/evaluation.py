@@ -16,6 +16,7 @@ from scipy import stats
 
 from rsir.datasets import EvalSplit, SequenceDataset
 from rsir.models import SequentialRecommender
+from rsir.scoring import catalogue_scorer, count_above
 
 KS = (5, 10, 20)
 METRICS = tuple(f"{name}@{k}" for name in ("ndcg", "recall") for k in KS)
@@ -52,12 +53,13 @@ def rank_targets(model: SequentialRecommender, split: EvalSplit, mask_history: b
     model.eval()
     order = np.argsort(split.inputs.lengths, kind="stable")
     ranks = np.empty(len(order), dtype=np.int64)
+    score = catalogue_scorer(model, batch_size)
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         items, lengths = split.inputs.padded(index)
         items_t = torch.from_numpy(items).to(device)
         lengths_t = torch.from_numpy(lengths).to(device)
-        scores = model.score(model.last_hidden(items_t, lengths_t))  # [b, V+1]
+        scores = score(model.last_hidden(items_t, lengths_t))  # [b, V+1]
         rows = torch.arange(len(index), device=device)
         targets = torch.from_numpy(split.targets[index]).to(device)
         target_scores = scores[rows, targets]
@@ -65,7 +67,7 @@ def rank_targets(model: SequentialRecommender, split: EvalSplit, mask_history: b
             hist, _ = split.history.padded(index)
             hist_t = torch.from_numpy(hist).to(device)
             scores.scatter_(1, hist_t, float("-inf"))  # padding id 0 is -inf already
-        ranks[index] = (scores > target_scores[:, None]).sum(dim=1).cpu().numpy()
+        ranks[index] = count_above(scores, rows, target_scores).cpu().numpy()
     model.train(was_training)
     return ranks
 

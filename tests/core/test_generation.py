@@ -14,7 +14,7 @@ import torch
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.generation import generate as batched_generate
 from rsir.generation import merge_generated, source_sequences
-from rsir.scoring import count_above, top_items
+from rsir.scoring import catalogue_scorer, count_above, top_items
 from rsir.synthetic import synthetic_dataset
 from rsir.training import train
 
@@ -160,3 +160,9 @@ def test_catalogue_scoring_helpers_match_torch_semantics():
     assert items[:, 0].tolist() == [1, 3] and values[:, 0].tolist() == [3.0, 5.0]  # first index on ties
     rows, best = torch.tensor([0, 0, 1]), torch.tensor([1.0, 3.0, -math.inf])
     assert count_above(scores, rows, best).tolist() == [2, 0, 3]  # strictly above; -inf never counts
+
+
+def test_catalogue_scorer_gives_the_models_scores(model):
+    hidden = torch.randn(37, model.config.dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(catalogue_scorer(model, 16)(hidden), model.score(hidden))
