@@ -121,6 +121,11 @@ def score_contexts(model: SequentialRecommender, score: Callable[[Tensor], Tenso
         rows = (need_catalogue[lo:hi] & alive).nonzero()[:, 0]
         if len(rows) == 0:
             continue
+        if k == 1:  # an argmax over the whole block costs less than copying out the rows that need it
+            scores.scatter_(1, held[lo:hi], float("-inf"))
+            values, items = top_items(scores, k)
+            cat_values[lo + rows], cat_items[lo + rows] = values[rows], items[rows]
+            continue
         if len(rows) < hi - lo:
             scores = scores.index_select(0, rows)
         scores.scatter_(1, held[lo:hi].index_select(0, rows), float("-inf"))
