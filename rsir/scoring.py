@@ -57,7 +57,11 @@ def catalogue_scorer(model: SequentialRecommender, rows: int) -> Callable[[Tenso
     table = model.item_table().detach()
     if table.device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return model.score
-    packed = torch.ops.mkldnn._reorder_linear_weight(table, rows)
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(table, rows)
+        torch.ops.mkldnn._linear_pointwise(table[:1], packed, None, "none", [], "")
+    except (AttributeError, RuntimeError, NotImplementedError):  # a build without these oneDNN kernels
+        return model.score
 
     def score(hidden: Tensor) -> Tensor:
         logits = torch.ops.mkldnn._linear_pointwise(hidden, packed, None, "none", [], "")
