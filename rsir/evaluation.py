@@ -16,7 +16,7 @@ from scipy import stats
 
 from rsir.datasets import EvalSplit, SequenceDataset
 from rsir.models import SequentialRecommender
-from rsir.scoring import catalogue_scorer, count_above
+from rsir.scoring import CatalogueScorer, count_above
 
 KS = (5, 10, 20)
 METRICS = tuple(f"{name}@{k}" for name in ("ndcg", "recall") for k in KS)
@@ -53,7 +53,7 @@ def rank_targets(model: SequentialRecommender, split: EvalSplit, mask_history: b
     model.eval()
     order = np.argsort(split.inputs.lengths, kind="stable")
     ranks = np.empty(len(order), dtype=np.int64)
-    score = catalogue_scorer(model, batch_size)
+    score = CatalogueScorer(model, batch_size)
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         items, lengths = split.inputs.padded(index)

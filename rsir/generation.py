@@ -33,7 +33,7 @@ from rsir.datasets import Ragged, SequenceDataset
 from rsir.errors import ConfigError
 from rsir.models import SequentialRecommender
 from rsir.parallel import ordered_streams
-from rsir.scoring import catalogue_scorer, sample, score_block, score_contexts
+from rsir.scoring import CatalogueScorer, sample, score_block, score_contexts
 
 _POOL, _PICK, _PREFIX = 0, 1, 2  # random streams
 
@@ -105,7 +105,7 @@ def _regroup(keys: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 @torch.no_grad()
-def _generate_chunk(model: SequentialRecommender, score: Callable[[Tensor], Tensor], src: Ragged,
+def _generate_chunk(model: SequentialRecommender, score: CatalogueScorer, src: Ragged,
                     src_index: np.ndarray, cfg: GenerationConfig, stats: GenerationStats, device: torch.device,
                     should_stop: Callable[[], bool] | None) -> Iterator[GeneratedBatch]:
     """Decode every (sequence, attempt) row of a chunk.
@@ -158,8 +158,8 @@ def _generate_chunk(model: SequentialRecommender, score: Callable[[Tensor], Tens
         target = None
         if check and pending:  # items of s not generated so far (the provisional item included)
             target = available & (src_pos >= prefix_len[:, None]) if cfg.target == "future" else available
-        fail, own_raw, cat_values, cat_items = score_contexts(model, score, hidden, held, need_catalogue,
-                                                           node_ctx, source, target, cfg.tau, cfg.top_k)
+        fail, own_raw, cat_values, cat_items = score_contexts(score, hidden, held, need_catalogue, node_ctx,
+                                                           source, target, cfg.tau, cfg.top_k)
         lengths = ctx_len[node_ctx] - int(pending) * fail.long()  # accepted items per node
         at_max = ~fail & (lengths >= max_len)
         # next item per row: top-k inside the user's own items (probability p) or the whole catalogue
@@ -239,7 +239,7 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
     starts = src.values[src.offsets[mine][:, None] + np.arange(2)]
     mine = mine[np.lexsort((starts[:, 1], starts[:, 0]))]
     chunk = max(1, config.batch_rows // (config.m * workers))
-    score = catalogue_scorer(model, score_block(model.num_items))  # shared by every chunk
+    score = CatalogueScorer(model, score_block(model.num_items))  # shared by every chunk
 
     def decode(part: np.ndarray) -> Iterator[GeneratedBatch]:  # batches carry the chunk's own statistics
         sub = Ragged.from_list([src.row(i) for i in part])

@@ -50,32 +50,41 @@ def count_above(scores: Tensor, rows: Tensor, best: Tensor) -> Tensor:
     return torch.from_numpy(counts)
 
 
-def catalogue_scorer(model: SequentialRecommender, rows: int) -> Callable[[Tensor], Tensor]:
-    """``model.score`` for the many blocks of up to ``rows`` contexts one chunk scores. On the CPU
-    the item table is reordered once into oneDNN's blocked layout: the same values, at less than
-    half the time of a plain product, which re-packs the 12k × 64 table on every call."""
-    table = model.item_table().detach()
-    if table.device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return model.score
-    try:
-        packed = torch.ops.mkldnn._reorder_linear_weight(table, rows)
-        torch.ops.mkldnn._linear_pointwise(table[:1], packed, None, "none", [], "")
-    except (AttributeError, RuntimeError, NotImplementedError):  # a build without these oneDNN kernels
-        return model.score
-
-    def score(hidden: Tensor) -> Tensor:
-        logits = torch.ops.mkldnn._linear_pointwise(hidden, packed, None, "none", [], "")
-        logits[:, 0] = float("-inf")
-        return logits
-
-    return score
-
-
 def score_block(num_items: int) -> int:
     """Contexts scored at once (256 on beauty): larger blocks measured faster on beauty with 1 and 2
     workers (per-call costs outweigh leaving the 1 MiB L2), and the block stays bounded for any
     catalogue."""
     return max(8, min(256, SCORE_BLOCK_ELEMENTS // (num_items + 1)))
+
+
+class CatalogueScorer:
+    """``model.score`` for many blocks of up to ``rows`` hidden states [r, D] → [r, V+1]. On the CPU
+    the item table is reordered once into oneDNN's blocked layout: the same values, at less than
+    half the time of a plain product, which re-packs the 12k × 64 table on every call."""
+
+    def __init__(self, model: SequentialRecommender, rows: int):
+        self.num_items, self.rows = model.num_items, rows
+        self._score: Callable[[Tensor], Tensor] = model.score
+        table = model.item_table().detach()
+        if table.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+            return
+        try:
+            self._packed = torch.ops.mkldnn._reorder_linear_weight(table, rows)
+            self._packed_product(table[:1])
+        except (AttributeError, RuntimeError, NotImplementedError):  # a build without these oneDNN kernels
+            return
+        self._score = self._packed_score
+
+    def __call__(self, hidden: Tensor) -> Tensor:
+        return self._score(hidden)
+
+    def _packed_product(self, hidden: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(hidden, self._packed, None, "none", [], "")
+
+    def _packed_score(self, hidden: Tensor) -> Tensor:
+        logits = self._packed_product(hidden)
+        logits[:, 0] = float("-inf")  # padding, as model.score
+        return logits
 
 
 def top_items(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -89,15 +98,14 @@ def top_items(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return scores.gather(1, items), items
 
 
-def score_contexts(model: SequentialRecommender, score: Callable[[Tensor], Tensor], hidden: Tensor, held: Tensor,
-                   need_catalogue: Tensor, node_ctx: Tensor, source: Tensor, target: Tensor | None,
-                   tau: float, top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def score_contexts(score: CatalogueScorer, hidden: Tensor, held: Tensor, need_catalogue: Tensor, node_ctx: Tensor,
+                   source: Tensor, target: Tensor | None, tau: float,
+                   top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Everything one step needs from the full-catalogue scores of ``c`` distinct contexts,
-    computed in bounded blocks of contexts (the [c, V] matrix never exists at once).
+    computed in blocks of ``score.rows`` contexts (the [c, V] matrix never exists at once).
 
-    ``score`` is the model's (``catalogue_scorer``); hidden [c, D] and held [c, T] (the items of
-    each context); ``need_catalogue`` [c] whether any row of the context draws from the whole
-    catalogue. Nodes (a user's source on a context) come
+    hidden [c, D] and held [c, T] (the items of each context); ``need_catalogue`` [c] whether any
+    row of the context draws from the whole catalogue. Nodes (a user's source on a context) come
     sorted by context (``node_ctx`` [n]); source [n, Ls] the users' items;
     target [n, Ls] the items that count for fidelity (None: no check). Returns per node ``fail``
     [n] (at least τ items score above every target) and the raw scores of its
@@ -105,15 +113,14 @@ def score_contexts(model: SequentialRecommender, score: Callable[[Tensor], Tenso
     items masked; -inf where not needed).
     """
     c, n = len(hidden), len(node_ctx)
-    k = min(top_k, model.num_items)
+    k = min(top_k, score.num_items)
     fail = torch.zeros(n, dtype=torch.bool, device=hidden.device)
     cat_values = torch.full((c, k), float("-inf"), device=hidden.device)
     cat_items = torch.zeros(c, k, dtype=torch.long, device=hidden.device)
     own = torch.empty(source.shape, device=hidden.device)
-    block = score_block(model.num_items)
     starts = [0, *torch.bincount(node_ctx, minlength=c).cumsum(0).tolist()]  # nodes of context i: starts[i:i+2]
-    for lo in range(0, c, block):
-        hi = min(lo + block, c)
+    for lo in range(0, c, score.rows):
+        hi = min(lo + score.rows, c)
         a, b = starts[lo], starts[hi]
         scores = score(hidden[lo:hi])  # [r, V+1]
         local = node_ctx[a:b] - lo
@@ -125,13 +132,10 @@ def score_contexts(model: SequentialRecommender, score: Callable[[Tensor], Tenso
         rows = (need_catalogue[lo:hi] & alive).nonzero()[:, 0]
         if len(rows) == 0:
             continue
-        if k == 1:  # an argmax over the whole block costs less than copying out the rows that need it
-            scores.scatter_(1, held[lo:hi], float("-inf"))
-            values, items = top_items(scores, k)
-            cat_values[lo + rows], cat_items[lo + rows] = values[rows], items[rows]
-            continue
-        if len(rows) < hi - lo:
-            scores = scores.index_select(0, rows)
-        scores.scatter_(1, held[lo:hi].index_select(0, rows), float("-inf"))
-        cat_values[lo + rows], cat_items[lo + rows] = top_items(scores, k)
+        # a top-k over rows that do not need it costs more than copying out those that do; an argmax does not
+        subset = k > 1 and len(rows) < hi - lo
+        picked = scores.index_select(0, rows) if subset else scores
+        picked.scatter_(1, held[lo:hi].index_select(0, rows) if subset else held[lo:hi], float("-inf"))
+        values, items = top_items(picked, k)
+        cat_values[lo + rows], cat_items[lo + rows] = (values, items) if subset else (values[rows], items[rows])
     return fail, own, cat_values, cat_items

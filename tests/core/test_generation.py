@@ -14,7 +14,7 @@ import torch
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.generation import generate as batched_generate
 from rsir.generation import merge_generated, source_sequences
-from rsir.scoring import catalogue_scorer, count_above, top_items
+from rsir.scoring import CatalogueScorer, count_above, top_items
 from rsir.synthetic import synthetic_dataset
 from rsir.training import train
 
@@ -165,4 +165,4 @@ def test_catalogue_scoring_helpers_match_torch_semantics():
 def test_catalogue_scorer_gives_the_models_scores(model):
     hidden = torch.randn(37, model.config.dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.equal(catalogue_scorer(model, 16)(hidden), model.score(hidden))
+        assert torch.equal(CatalogueScorer(model, 16)(hidden), model.score(hidden))
