@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import records
+import studies
 
-from rsir.evaluation import EvalResult, paired_test
+from rsir.evaluation import paired_test
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 DOC = HERE.parent / "docs" / "results.md"
 README = HERE.parent / "README.md"
 
@@ -24,12 +24,8 @@ PAPER_TABLE1 = {  # the RSIR paper's base rows (Table 1), Recall@10 / NDCG@10
 }
 
 
-def _load(pattern: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
-
-
 def accuracy_table() -> str:
-    rows = _load("accuracy-*.json")
+    rows = records.load("accuracy-*.json")
     if not rows:
         return "_no accuracy results yet_\n"
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -57,10 +53,10 @@ def accuracy_table() -> str:
 
 
 def generation_table() -> str:
-    rows = _load("generation-speed-*.json")
+    rows = records.load("generation-speed-*.json")
     lines = [f"- Full-ranking evaluation of all {r['users']} {r['data']} users over {r['items']} items: "
              f"{r['median_seconds']:.2f} s ({r['machine']['torch_threads']} threads, bench/eval_speed.py)."
-             for r in _load("eval-speed-*.json")] + [""]
+             for r in records.load("eval-speed-*.json")] + [""]
     if not rows:
         return "\n".join(lines) + "_no generation results yet_\n"
     lines += ["| data | rows | batched s (1 thread / best) | best threads (= workers) | rows/s | oracle rows/s "
@@ -73,7 +69,7 @@ def generation_table() -> str:
                      f"{r['batched_threads']} | {r['batched_rows_per_s']:.0f} | "
                      f"{r['oracle_rows_per_s']:.0f} | {r['speedup']:.0f}× / {one} | {r['oracle_agrees_on_subset']} | "
                      f"{r['peak_memory_mb']:.0f} | {r['date']} |")
-    for doc in _load("generation-memory.json"):
+    for doc in records.load("generation-memory.json"):
         lines += ["", "Peak resident memory of generation by catalogue size (bench/generation_memory.py, τ = ∞, "
                   f"untrained SASRec, {doc['date']}):", "",
                   "| items | rows | peak MiB before → after | item table MiB | one unchunked score matrix MiB | s |",
@@ -86,12 +82,12 @@ def generation_table() -> str:
 
 def rsir_table() -> str:
     """Base against RSIR and the augmentation baselines; the paired test pools users over seeds."""
-    rows = _load("rsir/*.json")
+    rows = records.load("rsir/*.json")
     if not rows:
         return "_no RSIR results yet_\n"
     groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        groups[(r["dataset"], r["model"], r["setting"])][_variant(r)].append(r)
+        groups[(r["dataset"], r["model"], r["setting"])][records.variant(r)].append(r)
     lines = ["| dataset | model | setting | method | seeds | added | valid N@20 | test R@10 | test N@10 | "
              "ΔR@10 vs base | p (t-test, R@10) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (dataset, model, setting), variants in sorted(groups.items()):
@@ -101,7 +97,7 @@ def rsir_table() -> str:
             paired = [r for r in rs if r["seed"] in base]
             gain, p_value = "–", "–"
             if variant != "base" and paired:
-                test = paired_test(_ranks([base[r["seed"]] for r in paired]), _ranks(paired))
+                test = paired_test(records.ranks([base[r["seed"]] for r in paired]), records.ranks(paired))
                 gain, p_value = f"{100 * test['relative']:+.1f} %", f"{test['p_ttest']:.3f}"
             added = rs[0].get("merge", {}).get("added", rs[0].get("added", 0))
             lines.append(f"| {dataset} | {model} | {setting} | {variant} | {len(rs)} | {added} | "
@@ -114,8 +110,8 @@ def versus_table() -> str:
     """Each RSIR variant against the augmentation baselines run with the same tag (the same loss
     weight), paired over the seeds both have: does the generation itself beat adding sequences?"""
     groups: dict[tuple, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for r in _load("rsir/*.json"):
-        groups[(r["dataset"], r["model"], r["setting"])][_variant(r)][r["seed"]] = r
+    for r in records.load("rsir/*.json"):
+        groups[(r["dataset"], r["model"], r["setting"])][records.variant(r)][r["seed"]] = r
     lines = ["| dataset | model | RSIR variant | baseline | seeds | RSIR R@10 | baseline R@10 | ΔR@10 | p (t-test) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (dataset, model, _), variants in sorted(groups.items()):
@@ -128,7 +124,7 @@ def versus_table() -> str:
                 if not seeds:
                     continue
                 ours, theirs = [by_seed[s] for s in seeds], [variants[baseline][s] for s in seeds]
-                test = paired_test(_ranks(theirs), _ranks(ours))
+                test = paired_test(records.ranks(theirs), records.ranks(ours))
                 lines.append(f"| {dataset} | {model} | {variant} | {baseline} | {len(seeds)} | "
                              f"{np.mean([r['test']['recall@10'] for r in ours]):.4f} | "
                              f"{np.mean([r['test']['recall@10'] for r in theirs]):.4f} | "
@@ -139,8 +135,8 @@ def versus_table() -> str:
 def data_table() -> str:
     """Density and Approximate Entropy of each training set (paper Fig. 5), mean over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in _load("rsir/*.json"):
-        groups[(r["dataset"], r["model"], r["setting"], _variant(r))].append(r["data"])
+    for r in records.load("rsir/*.json"):
+        groups[(r["dataset"], r["model"], r["setting"], records.variant(r))].append(r["data"])
     if not groups:
         return "_no RSIR results yet_\n"
     lines = ["| dataset | model | setting | training set | seeds | sequences | interactions | density | ApEn "
@@ -157,25 +153,14 @@ def data_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _variant(row: dict) -> str:
-    """A result's method name as its file names it: ``rsir1-w0.5``, ``insertion``, ``base``."""
-    return row["method"] + (str(row["iteration"]) if row["method"] == "rsir" else "") + row.get("tag", "")
-
-
-def _ranks(rows: list[dict]) -> EvalResult:
-    """Per-user test ranks of result rows, users of all their seeds pooled (for paired tests)."""
-    return EvalResult(np.concatenate([np.load(RESULTS / "rsir" / "ranks" / (
-        f"{r['dataset']}-{r['model']}-{r['setting']}-seed{r['seed']}-{_variant(r)}.npy")) for r in rows]))
-
-
 def services_table() -> str:
     lines = []
-    for r in _load("streaming-overhead-*.json"):
+    for r in records.load("streaming-overhead-*.json"):
         med = r["median_seconds"]
         lines.append(f"- Streaming through the generator service on {r['data']} ({r['sequences']} sequences): "
                      f"{med['service']:.2f} s against {med['in_process']:.2f} s in-process, overhead "
                      f"{100 * r['overhead']:+.1f} % (same output: {r['same_output']}).")
-    for r in _load("status-latency.json"):
+    for r in records.load("status-latency.json"):
         o, cores = r["overall"], len(r["setup"].get("cpu_affinity", [])) or r["machine"]["cores"]
         lines.append(f"- Orchestrator status endpoints at {o['achieved_rps']:.0f} requests/s on {r['machine']['cpu']} "
                      f"({r['date']}, server, Redis and load generator on {cores} core(s)): p50 {o['p50_ms']:.1f} ms, "
@@ -207,6 +192,11 @@ def main() -> None:
         + "length N alone, log((N − 2)/(N − 1)) < 0: shorter sequences give a more negative ApEn and a larger "
         + "1/ApEn, whatever their items. The paper's reading of ApEn as information content does not carry over."
         + "\n\n" + data_table()
+        + "\n## Sweeps of τ and p (paper Tables 7 and 8, Fig. 3; bench/rsir_table.py --tau / --p)\n\n"
+        + studies.sweeps()
+        + "\n## Recursion over iterations (paper Table 6, Fig. 6; bench/rsir_table.py --iterations)\n\n"
+        + studies.recursion()
+        + "\n## Teacher × student (paper Fig. 4; bench/rsir_table.py --teacher)\n\n" + studies.teacher_student()
         + "\n## Speed (bench/eval_speed.py, bench/generation_speed.py)\n\n" + generation_table()
         + "\n## Services (bench/streaming_overhead.py, bench/status_latency.py)\n\n" + services_table())
     README.write_text(_fill(_fill(_fill(README.read_text(), "backbones", backbones), "rsir", rsir), "versus", versus))

@@ -1,0 +1,194 @@
+"""The paper's studies, read from bench/results/rsir/*.json: Markdown tables and PNGs.
+
+* sweeps of τ and of p around the default recipe (paper Tables 7 and 8, Fig. 3);
+* recursion over iterations (Table 6 and Fig. 6; the τ = ∞ ablation of Table 2 is one such run);
+* teacher × student: how much one backbone's generated data lifts another (Fig. 4).
+
+Every gain is paired against the student's own base model on the same users, seeds pooled; a
+study appears once its results exist (a sweep needs three values, a recursion two iterations, a
+matrix two teachers).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import records
+
+from rsir.config import GenerationConfig
+from rsir.evaluation import paired_test
+from rsir.plots import plot_iterations
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
+DEFAULT = asdict(GenerationConfig())
+UNUSED = {"seed", "batch_rows"}  # vary per run, or leave the generated data as it is
+SWEPT = {"tau": "τ", "p": "p"}
+
+
+def _bases() -> dict[tuple, dict]:
+    return {(r["dataset"], r["model"], r["setting"], r["seed"]): r for r in records.load("rsir/*.json")
+            if r["method"] == "base"}
+
+
+def _mean(rows: list[dict], split: str = "test") -> dict[str, float]:
+    return {m: float(np.mean([r[split][m] for r in rows])) for m in METRICS}
+
+
+def _gain(before: list[dict], after: list[dict]) -> str:
+    """ΔR@10 of ``after`` against ``before`` (rows paired by seed), with the paired t-test's p."""
+    test = paired_test(records.ranks(before), records.ranks(after))
+    return f"{100 * test['relative']:+.1f} % | {test['p_ttest']:.3f}"
+
+
+def _cells(rows: list[dict]) -> str:
+    mean = _mean(rows)
+    return " | ".join(f"{mean[m]:.4f}" for m in METRICS)
+
+
+def _recipe(row: dict, free: str = "") -> tuple:
+    """What generated the row's data, but for ``free`` and the settings that leave data unchanged."""
+    gen = {k: v for k, v in row["generation"].items() if k not in UNUSED | {free}}
+    return (*sorted(gen.items()), ("synthetic_weight", row.get("synthetic_weight", 1.0)))
+
+
+def sweeps() -> str:
+    """τ and p, each varied alone around the default recipe, one RSIR iteration (Tables 7, 8)."""
+    bases = _bases()
+    groups: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records.load("rsir/*.json"):
+        if r["method"] != "rsir" or r["iteration"] != 1 or r.get("teacher", r["model"]) != r["model"]:
+            continue
+        for param in SWEPT:
+            default = {k: v for k, v in DEFAULT.items() if k not in UNUSED | {param}}
+            if dict(_recipe(r, param)) == default | {"synthetic_weight": r.get("synthetic_weight", 1.0)}:
+                key = (r["dataset"], r["model"], r["setting"], r.get("synthetic_weight", 1.0), param)
+                groups[key][r["generation"][param]].append(r)
+    lines = ["| dataset | model | setting | swept | value | seeds | added | test N@10 | N@20 | R@10 | R@20 | "
+             "ΔR@10 vs base | p (t-test) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    figures: dict[tuple, dict[str, tuple]] = defaultdict(dict)
+    for (dataset, model, setting, weight, param), by_value in sorted(groups.items()):
+        if len(by_value) < 3:
+            continue
+        name = SWEPT[param] + ("" if weight == 1.0 else f" (w {weight})")
+        seeds = sorted({r["seed"] for rs in by_value.values() for r in rs})
+        base = [bases[(dataset, model, setting, s)] for s in seeds]
+        lines.append(f"| {dataset} | {model} | {setting} | {name} | base | {len(base)} | 0 | {_cells(base)} | – | – |")
+        for value, rs in sorted(by_value.items()):
+            paired = [bases[(dataset, model, setting, r["seed"])] for r in rs]
+            lines.append(f"| {dataset} | {model} | {setting} | {name} | {value:g} | {len(rs)} | "
+                         f"{np.mean([r['merge']['added'] for r in rs]):.0f} | {_cells(rs)} | {_gain(paired, rs)} |")
+        figures[(dataset, model, setting, weight)][param] = (
+            sorted(by_value), [_mean(by_value[v]) for v in sorted(by_value)], _mean(base))
+    for (dataset, model, setting, weight), panels in figures.items():
+        _plot_sweeps(panels, records.RESULTS / f"sweeps-{dataset}-{model}-{setting}-w{weight:g}.png",
+                     f"{dataset}, {model} ({setting}), one RSIR iteration, synthetic weight {weight:g}")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else "_no sweep with three values yet_\n"
+
+
+def _plot_sweeps(panels: dict[str, tuple], path: Path, title: str) -> None:
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (param, (values, means, base)) in zip(axes[0], sorted(panels.items(), reverse=True), strict=True):
+        for metric, color in (("ndcg@10", "tab:blue"), ("recall@10", "tab:orange")):
+            ax.plot(values, [m[metric] for m in means], marker="o", color=color, label=f"test {metric}")
+            ax.axhline(base[metric], color=color, ls="--", lw=0.8, label=f"base {metric}")
+        if param == "tau":
+            ax.set_xscale("log")
+        ax.set(xlabel=SWEPT[param], ylabel="metric", title=f"{SWEPT[param]} (others at their defaults)")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def recursion() -> str:
+    """Runs of K ≥ 2 iterations: each iteration against the one before (Table 6) and the one
+    validation would pick; a PNG of metrics and data growth per run."""
+    bases = _bases()
+    runs: dict[tuple, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records.load("rsir/*.json"):
+        if r["method"] == "rsir":
+            run = (r["dataset"], r["model"], r["setting"], r.get("tag", ""), r.get("teacher", r["model"]))
+            runs[run][r["iteration"]][r["seed"]] = r
+    lines = ["| dataset | model | setting | run | k | seeds | added | valid N@20 | test N@10 | N@20 | R@10 | R@20 | "
+             "ΔR@10 vs k − 1 | p (t-test) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, model, setting, tag, teacher), by_k in sorted(runs.items()):
+        if len(by_k) < 2 or sorted(by_k) != list(range(1, len(by_k) + 1)):
+            continue
+        seeds = sorted(set.intersection(*(set(rows) for rows in by_k.values())))
+        steps = [[bases[(dataset, model, setting, s)] for s in seeds]]
+        steps += [[by_k[k][s] for s in seeds] for k in sorted(by_k)]
+        valid = [_mean(rows, "valid")["ndcg@20"] for rows in steps]
+        chosen = int(np.argmax(valid))
+        name = (tag.lstrip("-") or "default") + ("" if teacher == model else f", teacher {teacher}")
+        for k, rows in enumerate(steps):
+            added = np.mean([r.get("merge", {}).get("added", 0) for r in rows])
+            gain = _gain(steps[k - 1], rows) if k else "– | –"
+            lines.append(f"| {dataset} | {model} | {setting} | {name} | {k}{' ✓' if k == chosen else ''} | "
+                         f"{len(rows)} | {added:.0f} | {valid[k]:.4f} | {_cells(rows)} | {gain} |")
+        report = {"selected": chosen, "iterations": [
+            {"iteration": k, "valid": _mean(rows, "valid"), "test": _mean(rows),
+             "dataset": {key: float(np.mean([r["data"][key] for r in rows])) for key in ("interactions", "apen")}}
+            for k, rows in enumerate(steps)]}
+        plot_iterations(report, records.RESULTS / f"iterations-{dataset}-{model}-{setting}{tag}.png",
+                        title=f"RSIR on {dataset}: {model} ({setting}), {name}")
+    return ("\n".join(lines) + "\n\n✓ marks the iteration validation NDCG@20 picks.\n" if len(lines) > 2
+            else "_no run of two or more iterations yet_\n")
+
+
+def teacher_student() -> str:
+    """One RSIR iteration where the data comes from another backbone's base model (Fig. 4): the
+    student's ΔR@10 against its own base, for every teacher that ran with the same recipe."""
+    bases = _bases()
+    groups: dict[tuple, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records.load("rsir/*.json"):
+        if r["method"] == "rsir" and r["iteration"] == 1:
+            groups[(r["dataset"], r["setting"], _recipe(r))][(r.get("teacher", r["model"]), r["model"])].append(r)
+    out = []
+    for (dataset, setting, recipe), cells in sorted(groups.items()):
+        teachers = sorted({t for t, _ in cells})
+        students = sorted({s for _, s in cells})
+        if len(teachers) < 2:
+            continue
+        gains = np.full((len(teachers), len(students)), np.nan)
+        rows = [f"| teacher ↓ student → | {' | '.join(students)} |", "|---" * (len(students) + 1) + "|"]
+        for i, teacher in enumerate(teachers):
+            texts = []
+            for j, student in enumerate(students):
+                rs = cells.get((teacher, student), [])
+                if not rs:
+                    texts.append("–")
+                    continue
+                base = [bases[(dataset, student, setting, r["seed"])] for r in rs]
+                test = paired_test(records.ranks(base), records.ranks(rs))
+                gains[i, j] = 100 * test["relative"]
+                texts.append(f"{gains[i, j]:+.1f} % (p = {test['p_ttest']:.3f}, R@10 {_mean(rs)['recall@10']:.4f})")
+            rows.append(f"| {teacher} | {' | '.join(texts)} |")
+        settings = dict(recipe)
+        label = (f"{dataset}, {setting} setting, τ = {settings['tau']:g}, p = {settings['p']:g}, m = {settings['m']}, "
+                 f"synthetic weight {settings['synthetic_weight']:g}")
+        out.append(f"{label}: ΔR@10 of the student against its own base\n\n" + "\n".join(rows) + "\n")
+        _plot_matrix(gains, teachers, students, records.RESULTS / f"teacher-student-{dataset}-{setting}.png", label)
+    return "\n".join(out) if out else "_no student taught by another backbone yet_\n"
+
+
+def _plot_matrix(gains: np.ndarray, teachers: list[str], students: list[str], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(1.8 * len(students) + 2, 1.2 * len(teachers) + 1.2))
+    limit = max(1.0, float(np.nanmax(np.abs(gains))))
+    ax.imshow(gains, cmap="RdYlGn", vmin=-limit, vmax=limit)
+    for (i, j), value in np.ndenumerate(gains):
+        ax.text(j, i, "–" if np.isnan(value) else f"{value:+.1f} %", ha="center", va="center")
+    ax.set_xticks(range(len(students)), students)
+    ax.set_yticks(range(len(teachers)), teachers)
+    ax.set(xlabel="student", ylabel="teacher")
+    ax.set_title(f"ΔR@10 vs the student's base\n{title}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
