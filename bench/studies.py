@@ -70,8 +70,8 @@ def sweeps() -> str:
             if dict(_recipe(r, param)) == default | {"synthetic_weight": r.get("synthetic_weight", 1.0)}:
                 key = (r["dataset"], r["model"], r["setting"], r.get("synthetic_weight", 1.0), param)
                 groups[key][r["generation"][param]].append(r)
-    lines = ["| dataset | model | setting | swept | value | seeds | added | test N@10 | N@20 | R@10 | R@20 | "
-             "ΔR@10 vs base | p (t-test) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | model | setting | swept | value | seeds | added | valid N@20 | test N@10 | N@20 | R@10 | "
+             "R@20 | ΔR@10 vs base | p (t-test) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     figures: dict[tuple, dict[str, tuple]] = defaultdict(dict)
     for (dataset, model, setting, weight, param), by_value in sorted(groups.items()):
         if len(by_value) < 3:
@@ -79,28 +79,36 @@ def sweeps() -> str:
         name = SWEPT[param] + ("" if weight == 1.0 else f" (w {weight})")
         seeds = sorted({r["seed"] for rs in by_value.values() for r in rs})
         base = [bases[(dataset, model, setting, s)] for s in seeds]
-        lines.append(f"| {dataset} | {model} | {setting} | {name} | base | {len(base)} | 0 | {_cells(base)} | – | – |")
+        lines.append(f"| {dataset} | {model} | {setting} | {name} | base | {len(base)} | 0 | "
+                     f"{_mean(base, 'valid')['ndcg@20']:.4f} | {_cells(base)} | – | – |")
+        chosen = max(by_value, key=lambda v: _mean(by_value[v], "valid")["ndcg@20"])
         for value, rs in sorted(by_value.items()):
             paired = [bases[(dataset, model, setting, r["seed"])] for r in rs]
-            lines.append(f"| {dataset} | {model} | {setting} | {name} | {value:g} | {len(rs)} | "
-                         f"{np.mean([r['merge']['added'] for r in rs]):.0f} | {_cells(rs)} | {_gain(paired, rs)} |")
+            lines.append(f"| {dataset} | {model} | {setting} | {name} | {value:g}{' ✓' if value == chosen else ''} | "
+                         f"{len(rs)} | {np.mean([r['merge']['added'] for r in rs]):.0f} | "
+                         f"{_mean(rs, 'valid')['ndcg@20']:.4f} | {_cells(rs)} | {_gain(paired, rs)} |")
         figures[(dataset, model, setting, weight)][param] = (
-            sorted(by_value), [_mean(by_value[v]) for v in sorted(by_value)], _mean(base))
+            sorted(by_value), [{k: _mean(by_value[v], k) for k in ("test", "valid")} for v in sorted(by_value)],
+            {k: _mean(base, k) for k in ("test", "valid")})
     for (dataset, model, setting, weight), panels in figures.items():
         _plot_sweeps(panels, records.RESULTS / f"sweeps-{dataset}-{model}-{setting}-w{weight:g}.png",
                      f"{dataset}, {model} ({setting}), one RSIR iteration, synthetic weight {weight:g}")
-    return "\n".join(lines) + "\n" if len(lines) > 2 else "_no sweep with three values yet_\n"
+    return ("\n".join(lines) + "\n\n✓ marks the value validation NDCG@20 picks.\n" if len(lines) > 2
+            else "_no sweep with three values yet_\n")
 
 
 def _plot_sweeps(panels: dict[str, tuple], path: Path, title: str) -> None:
+    """Each swept setting's change against the base, in %, on one scale for every metric."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    curves = (("test", "recall@10", "tab:orange"), ("test", "ndcg@10", "tab:blue"), ("valid", "ndcg@20", "tab:grey"))
     for ax, (param, (values, means, base)) in zip(axes[0], sorted(panels.items(), reverse=True), strict=True):
-        for metric, color in (("ndcg@10", "tab:blue"), ("recall@10", "tab:orange")):
-            ax.plot(values, [m[metric] for m in means], marker="o", color=color, label=f"test {metric}")
-            ax.axhline(base[metric], color=color, ls="--", lw=0.8, label=f"base {metric}")
+        for split, metric, color in curves:
+            change = [100 * (m[split][metric] / base[split][metric] - 1) for m in means]
+            ax.plot(values, change, marker="o", color=color, label=f"{split} {metric}")
+        ax.axhline(0, color="black", lw=0.8, label="base")
         if param == "tau":
             ax.set_xscale("log")
-        ax.set(xlabel=SWEPT[param], ylabel="metric", title=f"{SWEPT[param]} (others at their defaults)")
+        ax.set(xlabel=SWEPT[param], ylabel="change against the base (%)", title=f"{SWEPT[param]}, others at defaults")
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
