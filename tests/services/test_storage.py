@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from services.common.storage import BlobNotFound, IntegrityError, InvalidKey, LocalStore, open_store, validate_key
+from services.common.storage import (
+    BlobNotFound,
+    IntegrityError,
+    InvalidKey,
+    LocalStore,
+    StorageError,
+    StorageUnavailable,
+    open_store,
+    validate_key,
+)
 from services.common.storage.s3 import S3Store
 
 
@@ -127,6 +136,22 @@ def test_local_concurrent_overwrites_never_expose_a_mix(local_store):
     finally:
         stop.set()
         thread.join()
+
+
+@pytest.mark.parametrize(("code", "status", "transient"), [
+    ("InternalError", 500, True), ("ServiceUnavailable", 503, True), ("SlowDown", 503, True),
+    ("AccessDenied", 403, False),
+])
+def test_server_errors_are_transient_and_client_errors_are_not(s3_store, code, status, transient):
+    """A SeaweedFS that is starting up answers 500 InternalError for a while: callers must wait that out
+    (StorageUnavailable), while a refusal such as AccessDenied fails at once."""
+    from botocore.stub import Stubber
+
+    with Stubber(s3_store.client) as stub:
+        stub.add_client_error("get_object", service_error_code=code, http_status_code=status)
+        with pytest.raises(StorageError, match=code) as raised:
+            s3_store.get("k")
+    assert isinstance(raised.value, StorageUnavailable) is transient
 
 
 def test_open_store_picks_the_backend(tmp_path, s3):

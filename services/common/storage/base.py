@@ -34,7 +34,7 @@ class IntegrityError(StorageError):
 
 
 class StorageUnavailable(StorageError):
-    """The backend cannot be reached (connection refused, timeout)."""
+    """The backend cannot be reached or is not ready yet (connection refused, timeout, 5xx): worth waiting out."""
 
 
 @dataclass(frozen=True)
