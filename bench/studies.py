@@ -177,7 +177,9 @@ def teacher_student() -> str:
                 base = [bases[(dataset, student, setting, r["seed"])] for r in rs]
                 test = paired_test(records.ranks(base), records.ranks(rs))
                 gains[i, j] = 100 * test["relative"]
-                texts.append(f"{gains[i, j]:+.1f} % (p = {test['p_ttest']:.3f}, R@10 {_mean(rs)['recall@10']:.4f})")
+                seeds = f"{len(rs)} seed{'s' if len(rs) > 1 else ''}"
+                texts.append(f"{gains[i, j]:+.1f} % (p = {test['p_ttest']:.3f}, "
+                             f"R@10 {_mean(rs)['recall@10']:.4f}, {seeds})")
             rows.append(f"| {teacher} | {' | '.join(texts)} |")
         settings = dict(recipe)
         label = (f"{dataset}, {setting} setting, τ = {settings['tau']:g}, p = {settings['p']:g}, m = {settings['m']}, "
