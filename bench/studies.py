@@ -76,9 +76,9 @@ def sweeps() -> str:
     for (dataset, model, setting, weight, param), by_value in sorted(groups.items()):
         # the seeds every value has, so that validation compares the values on equal terms
         seeds = sorted(set.intersection(*({r["seed"] for r in rs} for rs in by_value.values())))
-        by_value = {v: [r for r in rs if r["seed"] in seeds] for v, rs in by_value.items()}
         if len(by_value) < 3 or not seeds:
             continue
+        by_value = {v: [r for r in rs if r["seed"] in seeds] for v, rs in by_value.items()}
         name = SWEPT[param] + ("" if weight == 1.0 else f" (w {weight})")
         base = [bases[(dataset, model, setting, s)] for s in seeds]
         lines.append(f"| {dataset} | {model} | {setting} | {name} | base | {len(base)} | 0 | "

@@ -23,8 +23,9 @@ from services.common.storage.base import (
 )
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
-# server-side failures S3 itself calls retryable: a restarting server answers these until it is whole
-_TRANSIENT = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500", "502", "503", "504"}
+# what S3 itself calls retryable beside every 5xx (InternalError, ServiceUnavailable, SlowDown): a
+# restarting server answers these until it is whole
+_TRANSIENT = {"RequestTimeout"}
 
 
 class S3Store(ObjectStore):
@@ -68,7 +69,7 @@ class S3Store(ObjectStore):
                 raise StorageError(f"{where}: bucket {self.bucket!r} does not exist") from None
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if code in _TRANSIENT or status >= 500:
-                raise StorageUnavailable(f"{where}: S3 server not ready ({code or status}): {exc}") from None
+                raise StorageUnavailable(f"{where}: S3 server busy or not ready ({code or status}): {exc}") from None
             raise StorageError(f"{where}: S3 error {code}: {exc}") from None
         except (ConnectionError, ConnectTimeoutError) as exc:
             raise StorageUnavailable(f"{where}: S3 endpoint unreachable ({exc})") from None
