@@ -128,7 +128,10 @@ class GenerationConfig:
     dedup: bool = True
     sources: str = "real"  # "real": real users' training sequences; "all": synthetic ones too
     seed: int = 0
-    batch_rows: int = 16384  # rows decoded together; memory grows with it, not with the catalogue
+    # rows decoded together; memory grows with it, not with the catalogue. Every chunk pays one decode
+    # tail (the last long rows, a step each), so fewer, larger chunks are faster: beauty's pass on 2
+    # workers takes 2.1 s in two chunks against 3.0 s in fourteen (16384), for 1.3 against 0.8 GiB peak
+    batch_rows: int = 131072
 
     def __post_init__(self) -> None:
         _check(self.tau > 0 and not math.isnan(self.tau), "tau", f"must be > 0 (inf allowed), got {self.tau}")

@@ -238,7 +238,7 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
     # not depend on the order, since every random draw is keyed by the row id)
     starts = src.values[src.offsets[mine][:, None] + np.arange(2)]
     mine = mine[np.lexsort((starts[:, 1], starts[:, 0]))]
-    chunk = max(1, config.batch_rows // (config.m * workers))
+    most = max(1, config.batch_rows // (config.m * workers))  # sources per chunk
     score = CatalogueScorer(model, score_block(model.num_items))  # shared by every chunk
 
     def decode(part: np.ndarray) -> Iterator[GeneratedBatch]:  # batches carry the chunk's own statistics
@@ -246,7 +246,8 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
         return _generate_chunk(model, score, sub, src_index[part], config, GenerationStats(), device, should_stop)
 
     totals = GenerationStats()
-    parts = [mine[s:s + chunk] for s in range(0, len(mine), chunk)]
+    # equal chunks: a short last chunk would leave a worker idle while another finishes a long one
+    parts = np.array_split(mine, max(1, -(-len(mine) // most)))
     for batches in ordered_streams([partial(decode, part) for part in parts], workers):
         last = GenerationStats()
         for batch in batches:

@@ -34,20 +34,30 @@ def sample(values: Tensor, items: Tensor, u: Tensor, temperature: float) -> tupl
 
 def count_above(scores: Tensor, rows: Tensor, best: Tensor) -> Tensor:
     """How many items of ``scores[rows[i]]`` score strictly above ``best[i]``: [r, V], [n], [n] → [n];
-    ``rows`` sorted, naming every row (nodes come sorted by context). On the CPU numpy's compare
-    and int32 row sum is about 3× torch's (and 2× ``count_nonzero``), and only the nodes after a
-    context's first are compared on copied rows."""
+    ``rows`` sorted, naming every row (nodes come sorted by context). On the CPU this runs in numpy
+    (``_count_greater``), and only the nodes after a context's first are compared on copied rows."""
     if scores.device.type != "cpu":
         return (scores.index_select(0, rows) > best[:, None]).sum(1)
     values, rows_np, best_np = scores.numpy(), rows.numpy(), best.numpy()
     first = np.ones(len(rows_np), dtype=bool)
     first[1:] = rows_np[1:] != rows_np[:-1]
     counts = np.empty(len(rows_np), dtype=np.int32)
-    counts[first] = (values > best_np[first][:, None]).sum(1, dtype=np.int32)
+    counts[first] = _count_greater(values, best_np[first])
     if not first.all():
         rest = ~first
-        counts[rest] = (values[rows_np[rest]] > best_np[rest][:, None]).sum(1, dtype=np.int32)
+        counts[rest] = _count_greater(values[rows_np[rest]], best_np[rest])
     return torch.from_numpy(counts)
+
+
+def _count_greater(values: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Per row, how many of ``values`` [r, V] exceed ``best`` [r]. The comparison lands in a byte
+    mask padded to whole 64-bit words; each byte is 0 or 1, so a word's popcount is how many of its
+    8 bytes are set. About 1.7× numpy's int32 sum of the mask, and 4× torch's compare and sum."""
+    r, v = values.shape
+    mask = np.empty((r, -(-v // 8) * 8), dtype=bool)
+    mask[:, v:] = False
+    np.greater(values, best[:, None], out=mask[:, :v])
+    return np.bitwise_count(mask.view(np.uint64)).sum(1, dtype=np.int32)
 
 
 def score_block(num_items: int) -> int:

@@ -98,6 +98,15 @@ def test_workers_stream_the_same_batches_and_running_stats(model, data):
         next(batched_generate(model, data, cfg, workers=-1))
 
 
+def test_chunks_are_equal_so_no_worker_waits_on_a_long_one(model, data):
+    cfg = GenerationConfig(tau=8, p=0.5, m=3, max_len=12)
+    sources = len(source_sequences(data, cfg, 20)[1])
+    most = sources * 3 // 5  # two chunks: 60 % and 40 % if cut at the largest size
+    batches = list(batched_generate(model, data, replace(cfg, batch_rows=most * cfg.m), workers=1))
+    chunk_rows = sorted({b.stats.rows for b in batches})  # running totals: after the first chunk, after both
+    assert chunk_rows == [-(-sources // 2) * cfg.m, sources * cfg.m]
+
+
 def test_overlapping_parallel_generations_restore_the_thread_count(model, data):
     cfg = GenerationConfig(tau=8, p=0.5, m=3, max_len=12, batch_rows=20)
     threads = torch.get_num_threads()
@@ -160,6 +169,12 @@ def test_catalogue_scoring_helpers_match_torch_semantics():
     assert items[:, 0].tolist() == [1, 3] and values[:, 0].tolist() == [3.0, 5.0]  # first index on ties
     rows, best = torch.tensor([0, 0, 1]), torch.tensor([1.0, 3.0, -math.inf])
     assert count_above(scores, rows, best).tolist() == [2, 0, 3]  # strictly above; -inf never counts
+    generator = torch.Generator().manual_seed(0)
+    for width in (1, 8, 13, 1001):  # the byte mask is padded to whole 64-bit words
+        scores = torch.randint(-3, 4, (6, width), generator=generator).float()  # many ties
+        rows = torch.tensor([0, 1, 1, 2, 3, 4, 4, 4, 5])  # sorted, naming every row
+        best = torch.randint(-4, 5, (9,), generator=generator).float()
+        assert torch.equal(count_above(scores, rows, best).long(), (scores[rows] > best[:, None]).sum(1))
 
 
 def test_catalogue_scorer_gives_the_models_scores(model):
