@@ -44,7 +44,7 @@ def child(items: int, users: int, m: int) -> dict:
     return {"items": items, "users": users, "rows": stats.rows, "accepted_steps": stats.accepted_steps,
             "seconds": time.perf_counter() - start, "peak_mb_before": before, "peak_mb_after": peak_memory_mb(),
             "item_table_mb": model.item_table().numel() * model.item_table().element_size() / 2**20,
-            "unchunked_scores_mb": min(config.batch_rows, stats.rows) * (items + 1) * 4 / 2**20,
+            "unchunked_scores_mb": min(config.decode_rows, stats.rows) * (items + 1) * 4 / 2**20,
             "machine": machine()}
 
 

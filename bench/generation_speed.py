@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--tau", type=float, default=20)
     parser.add_argument("--p", type=float, default=0.5)
     parser.add_argument("--m", type=int, default=5)
-    parser.add_argument("--batch-rows", type=int, default=GenerationConfig.batch_rows)
+    parser.add_argument("--batch-rows", type=int, help="rows decoded together (default: GenerationConfig.decode_rows)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -80,7 +80,7 @@ def main() -> None:
 
     steps = stats.rows + stats.accepted_steps  # forward passes: one per step per row
     row = {
-        "data": args.data, "generation": vars(config) | {}, "rows": stats.rows, "repeats": args.repeats,
+        "data": args.data, "generation": vars(config) | {"batch_rows": config.decode_rows}, "rows": stats.rows, "repeats": args.repeats,
         "teacher": str(args.checkpoint) if args.checkpoint else f"SASRec trained {args.train_seconds:.0f} s",
         "batched_seconds": batched_seconds, "batched_rows_per_s": stats.rows / batched_seconds,
         "batched_steps_per_s": steps / batched_seconds,

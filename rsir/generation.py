@@ -217,7 +217,7 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
 
     ``shard = (index, count)`` takes the source sequences whose position is ≡ index (mod count);
     the union over all shards equals the unsharded run. ``workers`` chunks decode at once on the
-    CPU (default: torch's thread count), each on one intra-op thread, and ``config.batch_rows`` is
+    CPU (default: torch's thread count), each on one intra-op thread, and ``config.decode_rows`` is
     split between them; a step's ops are too small to scale across threads, chunks are not.
     """
     index, count = shard
@@ -238,7 +238,7 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
     # not depend on the order, since every random draw is keyed by the row id)
     starts = src.values[src.offsets[mine][:, None] + np.arange(2)]
     mine = mine[np.lexsort((starts[:, 1], starts[:, 0]))]
-    most = max(1, config.batch_rows // (config.m * workers))  # sources per chunk
+    most = max(1, config.decode_rows // (config.m * workers))  # sources per chunk
     score = CatalogueScorer(model, score_block(model.num_items))  # shared by every chunk
 
     def decode(part: np.ndarray) -> Iterator[GeneratedBatch]:  # batches carry the chunk's own statistics

@@ -107,6 +107,14 @@ def test_chunks_are_equal_so_no_worker_waits_on_a_long_one(model, data):
     assert chunk_rows == [-(-sources // 2) * cfg.m, sources * cfg.m]
 
 
+def test_default_chunk_size_follows_the_fidelity_check():
+    assert GenerationConfig().decode_rows == 131072  # most rows stop within two steps: few large chunks
+    assert GenerationConfig(tau=math.inf).decode_rows == 16384  # rows decode to full length
+    assert GenerationConfig(tau=math.inf, batch_rows=7).decode_rows == 7
+    with pytest.raises(ValueError, match="batch_rows"):
+        GenerationConfig(batch_rows=0)
+
+
 def test_overlapping_parallel_generations_restore_the_thread_count(model, data):
     cfg = GenerationConfig(tau=8, p=0.5, m=3, max_len=12, batch_rows=20)
     threads = torch.get_num_threads()
