@@ -80,7 +80,8 @@ def main() -> None:
 
     steps = stats.rows + stats.accepted_steps  # forward passes: one per step per row
     row = {
-        "data": args.data, "generation": vars(config) | {"batch_rows": config.decode_rows}, "rows": stats.rows, "repeats": args.repeats,
+        "data": args.data, "generation": vars(config) | {"batch_rows": config.decode_rows},
+        "rows": stats.rows, "repeats": args.repeats,
         "teacher": str(args.checkpoint) if args.checkpoint else f"SASRec trained {args.train_seconds:.0f} s",
         "batched_seconds": batched_seconds, "batched_rows_per_s": stats.rows / batched_seconds,
         "batched_steps_per_s": steps / batched_seconds,
