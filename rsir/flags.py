@@ -30,7 +30,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction,
                                default=default)
         else:
-            kind = float if f.type in ("float", "float | None") else (int if f.type in ("int", "int | None") else str)
+            kind = {"float": float, "int": int}.get(str(f.type).removesuffix(" | None"), str)
             group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", type=kind, default=default,
                                help=f"(default: {default})")
 
