@@ -20,6 +20,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -39,7 +40,7 @@ from rsir.evaluation import evaluate
 from rsir.generation import generate, merge_generated
 from rsir.models import MODELS, SequentialRecommender
 from rsir.sources import load_dataset
-from rsir.training import train
+from rsir.training import STOP_METRIC, train
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "rsir"
@@ -51,6 +52,22 @@ def _fit(data: SequenceDataset, model: ModelConfig, config: TrainConfig) -> tupl
     test = evaluate(result.model, data, "test")
     return result.model, {"valid": result.valid, "test": test.metrics(), "best_epoch": result.best_epoch,
                           "epochs": result.epochs, "train_seconds": result.seconds, "ranks": test.ranks}
+
+
+def _finetune(data: SequenceDataset, model: SequentialRecommender, model_config: ModelConfig,
+              config: TrainConfig, first: dict) -> tuple[SequentialRecommender, dict]:
+    """Continue training on the real sequences alone (a curriculum: augmented data first, real data
+    last), then keep whichever stage validation prefers; ``first`` is the first stage's row."""
+    stage1 = copy.deepcopy(model.state_dict())
+    result = train(data, model_config, replace(config, synthetic_weight=0.0), model=model, progress=False)
+    finetune = {"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": result.seconds,
+                "valid": result.valid}
+    if result.valid[STOP_METRIC] <= first["valid"][STOP_METRIC]:
+        model.load_state_dict(stage1)
+        return model, {**first, "finetune": {**finetune, "kept": False}}
+    test = evaluate(model, data, "test")
+    return model, {**first, "valid": result.valid, "test": test.metrics(), "ranks": test.ranks,
+                   "finetune": {**finetune, "kept": True}}
 
 
 def _save(name: str, row: dict) -> None:
@@ -89,12 +106,30 @@ def _base(data: SequenceDataset, dataset_name: str, model_name: str, seed: int,
     return model
 
 
+def _fit_and_save(data: SequenceDataset, model_config: ModelConfig, config: TrainConfig, name: str,
+                  args: argparse.Namespace, meta: dict) -> SequentialRecommender:
+    """Fit on ``data`` and save the row as ``<name><tag>``; with ``--finetune`` also the fine-tuned
+    row as ``<name><tag>-ft``. Returns the model the last saved row describes."""
+    model, row = _fit(data, model_config, config)
+    if args.finetune:
+        model, tuned = _finetune(data, model, model_config, config, {**row, "ranks": row["ranks"].copy()})
+    _save(f"{name}{args.tag}", {**meta, "tag": args.tag, **row})
+    if args.finetune:
+        _save(f"{name}{args.tag}-ft", {**meta, "tag": f"{args.tag}-ft", **tuned})
+    return model
+
+
 def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> None:
     data = load_dataset(dataset_name, args.data_dir)
     model_config, train_config = _configs(model_name, seed, args.setting)
     train_config = replace(train_config, synthetic_weight=args.synthetic_weight)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
     base = _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
+    if args.finetune and "base" in args.methods:  # the control: the same second stage on D0 alone
+        first = json.loads((OUT / f"{stem}-base.json").read_text())
+        first["ranks"] = np.load(OUT / "ranks" / f"{stem}-base.npy")
+        _, row = _finetune(data, copy.deepcopy(base), model_config, train_config, first)
+        _save(f"{stem}-base-ft", {**row, "tag": "-ft"})
     teacher_name = args.teacher or model_name
     teacher = base if args.teacher is None else _base(data, dataset_name, teacher_name, seed, args)
     generation = GenerationConfig(tau=args.tau, p=args.p, m=args.m, top_k=args.top_k, temperature=args.temperature,
@@ -108,23 +143,21 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         if k == 1:
             added = counts["added"]
         if "rsir" in args.methods:
-            student, row = _fit(current, model_config, train_config)
-            _save(f"{stem}-rsir{k}{args.tag}", {
-                "method": "rsir", "iteration": k, "tag": args.tag, "dataset": dataset_name, "model": model_name,
+            student = _fit_and_save(current, model_config, train_config, f"{stem}-rsir{k}", args, {
+                "method": "rsir", "iteration": k, "dataset": dataset_name, "model": model_name,
                 "teacher": teacher_name, "seed": seed, "setting": args.setting, "generation": asdict(generation),
                 "gen_stats": batches[-1].stats.to_dict(), "merge": counts, "generation_seconds": gen_seconds,
-                "synthetic_weight": args.synthetic_weight, "data": describe(current), **row})
+                "synthetic_weight": args.synthetic_weight, "data": describe(current)})
             # self-improvement: the student teaches next; a named teacher backbone retrains on D_k
             teacher = student if args.teacher is None else train(
                 current, replace(model_config, name=teacher_name), train_config, progress=False).model
     for method in ("reorder", "insertion"):
         if method in args.methods:
             augmented = augment(data, method, added, seed=seed)
-            _, row = _fit(augmented, model_config, train_config)
-            _save(f"{stem}-{method}{args.tag}", {"method": method, "tag": args.tag, "dataset": dataset_name,
-                                                  "model": model_name, "seed": seed, "setting": args.setting,
-                                                  "added": added, "synthetic_weight": args.synthetic_weight,
-                                                  "data": describe(augmented), **row})
+            _fit_and_save(augmented, model_config, train_config, f"{stem}-{method}", args, {
+                "method": method, "dataset": dataset_name, "model": model_name, "seed": seed,
+                "setting": args.setting, "added": added, "synthetic_weight": args.synthetic_weight,
+                "data": describe(augmented)})
 
 
 def main() -> None:
@@ -133,7 +166,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["sasrec"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["rsir", "reorder", "insertion"],
-                        choices=["rsir", "reorder", "insertion"])
+                        choices=["rsir", "reorder", "insertion", "base"],
+                        help="base: with --finetune, fine-tune the base model on D0 too (the control)")
     parser.add_argument("--setting", default="strong", choices=list(SETTINGS))
     parser.add_argument("--teacher", choices=sorted(MODELS),
                         help="backbone of the generator (default: the student's own; Fig. 4 weak-to-strong)")
@@ -145,6 +179,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--prefix", default="first", choices=["first", "random"])
     parser.add_argument("--synthetic-weight", type=float, default=1.0)
+    parser.add_argument("--finetune", action="store_true",
+                        help="also fine-tune each augmented model on the real sequences alone (rows tagged -ft)")
     parser.add_argument("--tag", default="", help="suffix for result names of a variant (e.g. tau5)")
     parser.add_argument("--data-dir")
     args = parser.parse_args()

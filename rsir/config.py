@@ -87,7 +87,7 @@ class TrainConfig:
     time_budget: float | None = None  # seconds of training; the best model so far is kept
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present
-    synthetic_weight: float = 1.0  # loss weight of synthetic (generated) sequences
+    synthetic_weight: float = 1.0  # loss weight of synthetic (generated) sequences; 0 leaves them out
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:

@@ -109,8 +109,8 @@ def train(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConf
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sequences, synthetic = dataset.training(model_config.max_len)
-    usable = sequences.lengths >= 2  # a sequence of one item has no next-item target
-    rows = np.flatnonzero(usable)
+    # a sequence of one item has no next-item target; one of weight 0 adds nothing to the loss
+    rows = np.flatnonzero((sequences.lengths >= 2) & ~(synthetic & (config.synthetic_weight == 0)))
     seq_weight = np.where(synthetic[rows], config.synthetic_weight, 1.0).astype(np.float32)
     if len(rows) == 0:
         raise DataError("no training sequence has two or more items")

@@ -134,3 +134,17 @@ def test_checkpoint_round_trip_and_corruption(tmp_path, small_dataset):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an rsir checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_zero_synthetic_weight_trains_as_on_the_real_data_alone(tiny_dataset):
+    """Weight 0 leaves synthetic sequences out of the batches (no compute spent on them), so the
+    run is the very run on the real data; a positive weight changes it."""
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(1, tiny_dataset.num_items + 1, size=6) for _ in range(40)]
+    augmented = tiny_dataset.with_synthetic(noise)
+    config = TrainConfig(max_epochs=2, patience=2, seed=3)
+    real = train(tiny_dataset, SMALL, config, progress=False).model.state_dict()
+    for weight, same in ((0.0, True), (0.5, False)):
+        model = train(augmented, SMALL, TrainConfig(max_epochs=2, patience=2, seed=3, synthetic_weight=weight),
+                      progress=False).model.state_dict()
+        assert all(torch.equal(real[k], model[k]) for k in real) is same
