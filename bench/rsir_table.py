@@ -47,8 +47,9 @@ OUT = HERE / "results" / "rsir"
 CACHE = HERE / "cache"
 
 
-def _fit(data: SequenceDataset, model: ModelConfig, config: TrainConfig) -> tuple[object, dict]:
-    result = train(data, model, config, progress=False)
+def _fit(data: SequenceDataset, model: ModelConfig, config: TrainConfig,
+         init: SequentialRecommender | None = None) -> tuple[SequentialRecommender, dict]:
+    result = train(data, model, config, model=init, progress=False)
     test = evaluate(result.model, data, "test")
     return result.model, {"valid": result.valid, "test": test.metrics(), "best_epoch": result.best_epoch,
                           "epochs": result.epochs, "train_seconds": result.seconds, "ranks": test.ranks}
@@ -59,15 +60,13 @@ def _finetune(data: SequenceDataset, model: SequentialRecommender, model_config:
     """Continue training on the real sequences alone (a curriculum: augmented data first, real data
     last), then keep whichever stage validation prefers; ``first`` is the first stage's row."""
     stage1 = copy.deepcopy(model.state_dict())
-    result = train(data, model_config, replace(config, synthetic_weight=0.0), model=model, progress=False)
-    finetune = {"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": result.seconds,
-                "valid": result.valid}
-    if result.valid[STOP_METRIC] <= first["valid"][STOP_METRIC]:
+    model, second = _fit(data, model_config, replace(config, synthetic_weight=0.0), init=model)
+    kept = second["valid"][STOP_METRIC] > first["valid"][STOP_METRIC]
+    if not kept:
         model.load_state_dict(stage1)
-        return model, {**first, "finetune": {**finetune, "kept": False}}
-    test = evaluate(model, data, "test")
-    return model, {**first, "valid": result.valid, "test": test.metrics(), "ranks": test.ranks,
-                   "finetune": {**finetune, "kept": True}}
+    finetune = {k: second[k] for k in ("best_epoch", "epochs", "train_seconds", "valid")} | {"kept": kept}
+    chosen = {k: second[k] for k in ("valid", "test", "ranks")} if kept else {}
+    return model, {**first, **chosen, "finetune": finetune}
 
 
 def _save(name: str, row: dict) -> None:
@@ -111,10 +110,9 @@ def _fit_and_save(data: SequenceDataset, model_config: ModelConfig, config: Trai
     """Fit on ``data`` and save the row as ``<name><tag>``; with ``--finetune`` also the fine-tuned
     row as ``<name><tag>-ft``. Returns the model the last saved row describes."""
     model, row = _fit(data, model_config, config)
-    if args.finetune:
-        model, tuned = _finetune(data, model, model_config, config, {**row, "ranks": row["ranks"].copy()})
     _save(f"{name}{args.tag}", {**meta, "tag": args.tag, **row})
     if args.finetune:
+        model, tuned = _finetune(data, model, model_config, config, row)
         _save(f"{name}{args.tag}-ft", {**meta, "tag": f"{args.tag}-ft", **tuned})
     return model
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -145,6 +147,5 @@ def test_zero_synthetic_weight_trains_as_on_the_real_data_alone(tiny_dataset):
     config = TrainConfig(max_epochs=2, patience=2, seed=3)
     real = train(tiny_dataset, SMALL, config, progress=False).model.state_dict()
     for weight, same in ((0.0, True), (0.5, False)):
-        model = train(augmented, SMALL, TrainConfig(max_epochs=2, patience=2, seed=3, synthetic_weight=weight),
-                      progress=False).model.state_dict()
+        model = train(augmented, SMALL, replace(config, synthetic_weight=weight), progress=False).model.state_dict()
         assert all(torch.equal(real[k], model[k]) for k in real) is same
