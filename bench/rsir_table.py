@@ -40,33 +40,37 @@ from rsir.evaluation import evaluate
 from rsir.generation import generate, merge_generated
 from rsir.models import MODELS, SequentialRecommender
 from rsir.sources import load_dataset
-from rsir.training import STOP_METRIC, train
+from rsir.training import STOP_METRIC, TrainResult, finetune_real, train
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "rsir"
 CACHE = HERE / "cache"
 
 
-def _fit(data: SequenceDataset, model: ModelConfig, config: TrainConfig,
-         init: SequentialRecommender | None = None) -> tuple[SequentialRecommender, dict]:
-    result = train(data, model, config, model=init, progress=False)
+def _fit(data: SequenceDataset, model: ModelConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
+    result = train(data, model, config, progress=False)
+    return result, _row(data, result)
+
+
+def _row(data: SequenceDataset, result: TrainResult) -> dict:
     test = evaluate(result.model, data, "test")
-    return result.model, {"valid": result.valid, "test": test.metrics(), "best_epoch": result.best_epoch,
-                          "epochs": result.epochs, "train_seconds": result.seconds, "ranks": test.ranks}
+    return {"valid": result.valid, "test": test.metrics(), "best_epoch": result.best_epoch,
+            "epochs": result.epochs, "train_seconds": result.seconds, "ranks": test.ranks}
 
 
-def _finetune(data: SequenceDataset, model: SequentialRecommender, model_config: ModelConfig,
-              config: TrainConfig, first: dict) -> tuple[SequentialRecommender, dict]:
-    """Continue training on the real sequences alone (a curriculum: augmented data first, real data
-    last), then keep whichever stage validation prefers; ``first`` is the first stage's row."""
-    stage1 = copy.deepcopy(model.state_dict())
-    model, second = _fit(data, model_config, replace(config, synthetic_weight=0.0), init=model)
-    kept = second["valid"][STOP_METRIC] > first["valid"][STOP_METRIC]
-    if not kept:
-        model.load_state_dict(stage1)
-    finetune = {k: second[k] for k in ("best_epoch", "epochs", "train_seconds", "valid")} | {"kept": kept}
-    chosen = {k: second[k] for k in ("valid", "test", "ranks")} if kept else {}
-    return model, {**first, **chosen, "finetune": finetune}
+def _finetune(data: SequenceDataset, model_config: ModelConfig, config: TrainConfig, first: TrainResult,
+              row: dict) -> tuple[SequentialRecommender, dict]:
+    """``rsir.training.finetune_real`` after the first stage ``first`` (whose row is ``row``): the
+    row of whichever stage validation keeps, with the second stage's own figures under ``finetune``."""
+    both = finetune_real(data, model_config, config, first, progress=False)
+    stage2 = both.history[len(first.history):]
+    best = max(stage2, key=lambda r: r.valid[STOP_METRIC])
+    finetune = {"best_epoch": best.epoch - first.epochs, "epochs": len(stage2), "valid": best.valid,
+                "train_seconds": both.seconds - first.seconds, "kept": both.finetune_kept}
+    if both.finetune_kept:
+        tuned = _row(data, both)
+        row = row | {k: tuned[k] for k in ("valid", "test", "ranks")}
+    return both.model, row | {"finetune": finetune}
 
 
 def _save(name: str, row: dict) -> None:
@@ -98,7 +102,8 @@ def _base(data: SequenceDataset, dataset_name: str, model_name: str, seed: int,
                                "setting": args.setting, "data": describe(data), **info.metrics,
                                "test": test.metrics(), "ranks": test.ranks})
         return model
-    model, row = _fit(data, model_config, train_config)
+    result, row = _fit(data, model_config, train_config)
+    model = result.model
     save_checkpoint(base_ckpt, model, train_config, data.version, {"test": row["test"]})
     _save(f"{stem}-base", {"method": "base", "dataset": dataset_name, "model": model_name, "seed": seed,
                            "setting": args.setting, "data": describe(data), **row})
@@ -109,11 +114,12 @@ def _fit_and_save(data: SequenceDataset, model_config: ModelConfig, config: Trai
                   args: argparse.Namespace, meta: dict) -> SequentialRecommender:
     """Fit on ``data`` and save the row as ``<name><tag>``; with ``--finetune`` also the fine-tuned
     row as ``<name><tag>-ft``. Returns the model the last saved row describes."""
-    model, row = _fit(data, model_config, config)
+    first, row = _fit(data, model_config, config)
     _save(f"{name}{args.tag}", {**meta, "tag": args.tag, **row})
-    if args.finetune:
-        model, tuned = _finetune(data, model, model_config, config, row)
-        _save(f"{name}{args.tag}-ft", {**meta, "tag": f"{args.tag}-ft", **tuned})
+    if not args.finetune:
+        return first.model
+    model, tuned = _finetune(data, model_config, config, first, row)
+    _save(f"{name}{args.tag}-ft", {**meta, "tag": f"{args.tag}-ft", **tuned})
     return model
 
 
@@ -124,9 +130,11 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
     base = _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
     if args.finetune and "base" in args.methods:  # the control: the same second stage on D0 alone
-        first = json.loads((OUT / f"{stem}-base.json").read_text())
-        first["ranks"] = np.load(OUT / "ranks" / f"{stem}-base.npy")
-        _, row = _finetune(data, copy.deepcopy(base), model_config, train_config, first)
+        row = json.loads((OUT / f"{stem}-base.json").read_text())
+        row["ranks"] = np.load(OUT / "ranks" / f"{stem}-base.npy")
+        first = TrainResult(copy.deepcopy(base), row["best_epoch"], row["epochs"], row["valid"], "patience",
+                            row["train_seconds"], 0.0, 0.0)
+        _, row = _finetune(data, model_config, train_config, first, row)
         _save(f"{stem}-base-ft", {**row, "tag": "-ft"})
     teacher_name = args.teacher or model_name
     teacher = base if args.teacher is None else _base(data, dataset_name, teacher_name, seed, args)

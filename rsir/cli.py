@@ -1,4 +1,4 @@
-"""The ``rsir`` command: data, training, evaluation (and, later, the RSIR loop).
+"""The ``rsir`` command: data, training, evaluation, generation, the RSIR loop and the local stack.
 
 Every option of ``ModelConfig``, ``TrainConfig`` and ``GenerationConfig`` is a flag generated from
 the dataclass (``rsir.flags``), so the CLI and the configs cannot drift apart. Input errors print

@@ -88,6 +88,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present
     synthetic_weight: float = 1.0  # loss weight of synthetic (generated) sequences; 0 leaves them out
+    finetune_real: bool = False  # then continue on the real sequences alone, kept if validation rises
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:

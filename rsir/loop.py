@@ -38,6 +38,7 @@ class IterationReport:
     seconds: dict[str, float]
     generation: dict[str, int] | None = None  # statistics of the pass that produced D_k
     merge: dict[str, int] | None = None
+    finetune_kept: bool | None = None  # TrainConfig.finetune_real: whether validation kept the real-data stage
 
 
 @dataclass
@@ -76,7 +77,7 @@ def run_iterations(dataset: SequenceDataset, student: ModelConfig, train_config:
         test_result = evaluate(fitted.model, current, "test", device=device)
         tests.append(test_result)
         row = IterationReport(k, describe(current, student.max_len), fitted.valid, test_result.metrics(),
-                              fitted.best_epoch, timings, gen_stats, merge_stats)
+                              fitted.best_epoch, timings, gen_stats, merge_stats, fitted.finetune_kept)
         report.iterations.append(row)
         if selected_model is None or row.valid[STOP_METRIC] > report.iterations[report.selected].valid[STOP_METRIC]:
             report.selected, selected_model = k, fitted.model

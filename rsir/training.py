@@ -4,7 +4,9 @@ Batches are random samples of sequences, packed end to end (``rsir.batching``) s
 the encoder nor the loss spends compute on padding: only real positions are scored against the
 catalogue.
 Training stops on validation NDCG@20 with patience, at ``max_epochs``, at the time budget, or when
-``should_stop`` says so (checked every batch); the best model on validation is returned.
+``should_stop`` says so (checked every batch); the best model on validation is returned. With
+``TrainConfig.finetune_real`` a second stage continues on the real sequences alone
+(:func:`finetune_real`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -57,6 +59,7 @@ class TrainResult:
     seconds_per_epoch: float
     peak_memory_mb: float
     history: list[EpochReport] = field(default_factory=list)
+    finetune_kept: bool | None = None  # None: no real-data stage ran; else whether validation kept it
 
 
 def next_item_loss(model: SequentialRecommender, batch: dict[str, Tensor], weights: Tensor,
@@ -100,7 +103,58 @@ def train(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConf
           model: SequentialRecommender | None = None,
           on_epoch: Callable[[EpochReport], None] | None = None,
           should_stop: Callable[[], bool] | None = None, progress: bool = True) -> TrainResult:
-    """Fit ``model_config`` on ``dataset`` (a fresh model unless ``model`` is given)."""
+    """Fit ``model_config`` on ``dataset`` (a fresh model unless ``model`` is given).
+
+    With ``config.finetune_real``, data that holds weighted synthetic sequences and a first stage
+    that ended on its own (patience or ``max_epochs``), :func:`finetune_real` follows.
+    """
+    result = _fit(dataset, model_config, config, model, on_epoch, should_stop, progress)
+    if (config.finetune_real and config.synthetic_weight > 0 and dataset.num_synthetic > 0
+            and result.stopped_by in ("patience", "max_epochs")):
+        result = finetune_real(dataset, model_config, config, result, on_epoch=on_epoch,
+                               should_stop=should_stop, progress=progress)
+    return result
+
+
+def finetune_real(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfig, first: TrainResult, *,
+                  on_epoch: Callable[[EpochReport], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None, progress: bool = True) -> TrainResult:
+    """Continue ``first.model`` on the real sequences alone (fresh Adam, synthetic weight 0): a
+    curriculum, synthetic-augmented data first and real data last, so that the model ends closest
+    to the true distribution. The stage is kept only if validation NDCG@20 rises above
+    ``first.valid``; otherwise ``first.model`` is restored. Epochs number on from ``first.epochs``
+    and ``improved``/``best_epoch`` refer to both stages; the time budget left over is shared.
+    """
+    remaining = None if config.time_budget is None else config.time_budget - first.seconds
+    if remaining is not None and remaining <= 0:
+        return first
+    best, best_epoch, history = first.valid.get(STOP_METRIC, -math.inf), first.best_epoch, list(first.history)
+
+    def relay(report: EpochReport) -> None:
+        nonlocal best, best_epoch
+        epoch, improved = report.epoch + first.epochs, report.valid[STOP_METRIC] > best
+        if improved:
+            best, best_epoch = report.valid[STOP_METRIC], epoch
+        history.append(replace(report, epoch=epoch, best_epoch=best_epoch, improved=improved))
+        if on_epoch is not None:
+            on_epoch(history[-1])
+
+    stage1 = copy.deepcopy(first.model.state_dict())
+    second = _fit(dataset, model_config, replace(config, synthetic_weight=0.0, time_budget=remaining),
+                  first.model, relay, should_stop, progress)
+    kept = second.valid.get(STOP_METRIC, -math.inf) > first.valid.get(STOP_METRIC, -math.inf)
+    if not kept:
+        first.model.load_state_dict(stage1)
+    return TrainResult(first.model, best_epoch, first.epochs + second.epochs, second.valid if kept else first.valid,
+                       second.stopped_by, first.seconds + second.seconds,
+                       float(np.mean([r.seconds for r in history])) if history else 0.0,
+                       max(first.peak_memory_mb, second.peak_memory_mb), history, kept)
+
+
+def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfig,
+         model: SequentialRecommender | None, on_epoch: Callable[[EpochReport], None] | None,
+         should_stop: Callable[[], bool] | None, progress: bool) -> TrainResult:
+    """One stage: Adam on ``dataset`` from ``model`` (or a fresh one) until a stopping rule fires."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = resolve_device(config.device)

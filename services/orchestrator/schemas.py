@@ -75,6 +75,7 @@ class TrainSpec(_Spec):
     time_budget: float | None = Field(None, gt=0)
     device: str | None = Field(None, pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
     synthetic_weight: float | None = Field(None, ge=0, le=100)
+    finetune_real: bool | None = None
     eval_batch_size: int | None = Field(None, ge=1, le=1_000_000)
 
     def config(self, seed: int) -> TrainConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -47,6 +48,14 @@ def test_cheap_teacher_and_fixed_teacher(small_dataset):
     frozen = run_iterations(small_dataset, STUDENT, FAST, GEN, iterations=1, progress=False, teacher=fixed,
                             on_stage=lambda k, name, info: stages.append(name))
     assert "train_teacher" not in stages and frozen.iterations[1].dataset["synthetic_sequences"] >= 0
+
+
+def test_students_on_synthetic_data_get_the_real_data_stage(small_dataset):
+    report = run_iterations(small_dataset, STUDENT, replace(FAST, finetune_real=True), GEN, iterations=1,
+                            progress=False)
+    base, student = report.iterations
+    assert base.finetune_kept is None and isinstance(student.finetune_kept, bool)
+    assert report.to_dict()["iterations"][1]["finetune_kept"] is student.finetune_kept
 
 
 def test_negative_iterations_are_refused(small_dataset):

@@ -14,7 +14,7 @@ from rsir.config import ModelConfig, TrainConfig
 from rsir.datasets import Ragged
 from rsir.evaluation import EvalResult, evaluate
 from rsir.models import build_model
-from rsir.training import next_item_loss, train
+from rsir.training import STOP_METRIC, finetune_real, next_item_loss, train
 
 SMALL = ModelConfig(dim=32, heads=2, max_len=20, dropout=0.1)
 
@@ -149,3 +149,56 @@ def test_zero_synthetic_weight_trains_as_on_the_real_data_alone(tiny_dataset):
     for weight, same in ((0.0, True), (0.5, False)):
         model = train(augmented, SMALL, replace(config, synthetic_weight=weight), progress=False).model.state_dict()
         assert all(torch.equal(real[k], model[k]) for k in real) is same
+
+
+def _with_noise(dataset, count: int = 40):
+    rng = np.random.default_rng(0)
+    return dataset.with_synthetic([rng.integers(1, dataset.num_items + 1, size=6) for _ in range(count)])
+
+
+def test_real_data_stage_numbers_on_and_returns_the_better_stage(tiny_dataset):
+    augmented = _with_noise(tiny_dataset)
+    config = TrainConfig(max_epochs=3, patience=3, seed=1)
+    first = train(augmented, SMALL, config, progress=False)
+    reports = []
+    both = train(augmented, SMALL, replace(config, finetune_real=True), on_epoch=reports.append, progress=False)
+    assert both.epochs > first.epochs and [r.epoch for r in reports] == list(range(1, both.epochs + 1))
+    assert [r.valid for r in reports[:first.epochs]] == [r.valid for r in first.history]
+    scores = [r.valid[STOP_METRIC] for r in reports]
+    assert both.finetune_kept == (max(scores[first.epochs:]) > first.valid[STOP_METRIC])
+    assert both.valid[STOP_METRIC] == max(scores) and scores[both.best_epoch - 1] == max(scores)
+    assert [r.improved for r in reports] == [s > max(scores[:i], default=-1) for i, s in enumerate(scores)]
+    valid = evaluate(both.model, augmented, "valid").metrics()
+    assert valid[STOP_METRIC] == pytest.approx(both.valid[STOP_METRIC], abs=1e-6)
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_real_data_stage_is_kept_only_if_validation_rises(tiny_dataset, kept):
+    """A first stage claiming no score keeps any second stage; one claiming a perfect score gets
+    its own weights back."""
+    augmented = _with_noise(tiny_dataset)
+    config = TrainConfig(max_epochs=2, patience=2, seed=1)
+    first = train(augmented, SMALL, config, progress=False)
+    first = replace(first, valid={} if kept else {STOP_METRIC: 1.0})
+    before = {k: v.clone() for k, v in first.model.state_dict().items()}
+    result = finetune_real(augmented, SMALL, config, first, progress=False)
+    after = result.model.state_dict()
+    assert result.finetune_kept is kept and result.epochs == 4
+    assert all(torch.equal(before[k], after[k]) for k in before) is not kept
+    if kept:
+        assert result.best_epoch in (3, 4) and result.valid == result.history[result.best_epoch - 1].valid
+    else:
+        assert (result.best_epoch, result.valid) == (first.best_epoch, first.valid)
+
+
+def test_real_data_stage_needs_synthetic_data_budget_and_no_cancellation(tiny_dataset):
+    config = TrainConfig(max_epochs=2, patience=2, seed=1, finetune_real=True)
+    plain = train(tiny_dataset, SMALL, config, progress=False)
+    assert plain.finetune_kept is None and plain.epochs == 2  # nothing synthetic: one stage
+    augmented = _with_noise(tiny_dataset)
+    first = train(augmented, SMALL, replace(config, finetune_real=False), progress=False)
+    assert finetune_real(augmented, SMALL, replace(config, time_budget=first.seconds), first) is first
+    reports = []
+    cancelled = train(augmented, SMALL, config, on_epoch=reports.append, should_stop=lambda: len(reports) > 2,
+                      progress=False)
+    assert cancelled.stopped_by == "cancelled" and cancelled.epochs == 3

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
 
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from services.orchestrator.report import run_document
-from services.orchestrator.schemas import RunSpec
+from services.orchestrator.schemas import GenerationSpec, ModelSpec, RunSpec, TrainSpec
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.shards import shard_keys
 from services.orchestrator.stages import after_student
@@ -29,11 +31,20 @@ def test_selection_and_early_stop(scores, iterations, patience, expected):
 
 def test_spec_round_trips_through_the_run_document_with_infinite_tau():
     spec = RunSpec.model_validate({"dataset": "synthetic", "generation": {"tau": "inf", "p": 0.3},
+                                   "train": {"synthetic_weight": 0.5, "finetune_real": True},
                                    "teacher": {"model": {"name": "gru", "dim": 8}}})
     stored = json.loads(dumps(run_document(spec)))  # strict JSON, as Redis holds it
     again = RunSpec.model_validate(stored["spec"])
     assert math.isinf(again.generation.config(0).tau) and again.generation.config(0).p == 0.3
     assert again.teacher.model.config().name == "gru" and again == spec
+    assert again.train.config(0).finetune_real and again.train.config(0).synthetic_weight == 0.5
+
+
+@pytest.mark.parametrize(("spec", "config"), [(ModelSpec, ModelConfig), (TrainSpec, TrainConfig),
+                                              (GenerationSpec, GenerationConfig)])
+def test_specs_mirror_the_core_configs(spec, config):
+    """Every config field can be set through the API, except the seed, which is the run's."""
+    assert set(spec.model_fields) == {f.name for f in dataclasses.fields(config)} - {"seed"}
 
 
 def test_settings_from_the_environment(monkeypatch):

@@ -3,9 +3,10 @@ publish → generate round trip, idempotent job ids, cancellation, bad input."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
+import numpy as np
 import pytest
 import torch
 from service_helpers import running
@@ -64,6 +65,18 @@ def test_train_publish_generate_round_trip(env, teacher):
     assert [(r, s.tolist()) for b in batches for r, s in zip(b.row_ids, b.sequences, strict=True)] == \
         [(r, s.tolist()) for b in expected for r, s in zip(b.row_ids, b.sequences, strict=True)]
     assert summary.stats == expected[-1].stats and summary.stats.emitted > 0
+
+
+def test_the_real_data_stage_streams_on_and_publishes_the_better_stage(env, teacher):
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(1, teacher.dataset.num_items + 1, size=6) for _ in range(30)]
+    augmented = publish_dataset(env.store, teacher.dataset.with_synthetic(noise))
+    progress = []
+    outcome = env.client.train("two-stage", augmented, MODEL, replace(TRAIN, finetune_real=True),
+                               on_progress=progress.append, timeout=120)
+    assert [p.epoch for p in progress] == [1, 2, 3, 4] and outcome.epochs == 4
+    assert outcome.valid["ndcg@20"] == max(p.valid["ndcg@20"] for p in progress)
+    assert progress[outcome.best_epoch - 1].valid == outcome.valid
 
 
 def test_repeated_job_id_returns_the_stored_result(env):
