@@ -52,13 +52,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         "dataset": dataset.name, "dataset_version": dataset.version, "model_config": dataclasses.asdict(model_config),
         "train_config": dataclasses.asdict(train_config), "best_epoch": result.best_epoch, "epochs": result.epochs,
         "stopped_by": result.stopped_by, "seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch,
-        "peak_memory_mb": result.peak_memory_mb, "valid": result.valid, "test": test,
-        "checkpoint": str(stem.with_suffix(".pt")),
+        "peak_memory_mb": result.peak_memory_mb, "finetune_kept": result.finetune_kept, "valid": result.valid,
+        "test": test, "checkpoint": str(stem.with_suffix(".pt")),
     })
     sys.stdout.write(f"{dataset!r}\n{model_config.name}: best epoch {result.best_epoch} of {result.epochs} "
-                     f"({result.stopped_by}), {result.seconds:.0f} s\n")
+                     f"({result.stopped_by}), {result.seconds:.0f} s{_stage_note(result.finetune_kept)}\n")
     sys.stdout.write(_table({"valid": result.valid, "test": test}) + f"\nwrote {stem}.json and {stem}.pt\n")
     return 0
+
+
+def _stage_note(kept: bool | None) -> str:
+    return "" if kept is None else f"; real-data stage {'kept' if kept else 'not kept'} on validation"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -65,15 +65,20 @@ def test_download_verifies_checksum(tmp_path, capsys, monkeypatch):
 def test_run_generate_and_augment(tmp_path, capsys):
     out = tmp_path / "rsir"
     code = main(["run", "--data", "synthetic", "--iterations", "1", "--epochs", "2", "--dim", "16",
-                 "--tau", "10", "--m", "2", "--out", str(out), "-q"])
+                 "--tau", "10", "--m", "2", "--finetune-real", "--out", str(out), "-q"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert [r["iteration"] for r in report["iterations"]] == [0, 1]
+    assert [type(r["finetune_kept"]) for r in report["iterations"]] == [type(None), bool]
     assert (out / "iterations.png").stat().st_size > 1000
     assert "chosen on validation" in capsys.readouterr().out
     assert main(["generate", str(out / "selected.pt"), "--data", "synthetic", "--tau", "inf", "--m", "1",
                  "--out", str(tmp_path / "g.npz")]) == 0
     assert json.loads(capsys.readouterr().out)["added"] > 0
+    assert main(["train", "--data", str(tmp_path / "g.npz"), "--epochs", "1", "--dim", "8", "--finetune-real",
+                 "--out", str(tmp_path / "ft"), "-q"]) == 0
+    assert "real-data stage" in capsys.readouterr().out
+    assert isinstance(json.loads(next((tmp_path / "ft").glob("*.json")).read_text())["finetune_kept"], bool)
     assert main(["augment", "--data", "synthetic", "--method", "insertion", "--count", "50",
                  "--out", str(tmp_path / "a.txt")]) == 0
     assert len((tmp_path / "a.txt").read_text().splitlines()) == 2050

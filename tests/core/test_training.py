@@ -191,7 +191,7 @@ def test_real_data_stage_is_kept_only_if_validation_rises(tiny_dataset, kept):
         assert (result.best_epoch, result.valid) == (first.best_epoch, first.valid)
 
 
-def test_real_data_stage_needs_synthetic_data_budget_and_no_cancellation(tiny_dataset):
+def test_real_data_stage_skips_without_synthetic_data_or_budget_and_obeys_cancellation(tiny_dataset):
     config = TrainConfig(max_epochs=2, patience=2, seed=1, finetune_real=True)
     plain = train(tiny_dataset, SMALL, config, progress=False)
     assert plain.finetune_kept is None and plain.epochs == 2  # nothing synthetic: one stage
