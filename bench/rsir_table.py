@@ -133,7 +133,7 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         row = json.loads((OUT / f"{stem}-base.json").read_text())
         row["ranks"] = np.load(OUT / "ranks" / f"{stem}-base.npy")
         first = TrainResult(copy.deepcopy(base), row["best_epoch"], row["epochs"], row["valid"], "patience",
-                            row["train_seconds"], 0.0, 0.0)
+                            row["train_seconds"], peak_memory_mb=0.0)
         _, row = _finetune(data, model_config, train_config, first, row)
         _save(f"{stem}-base-ft", {**row, "tag": "-ft"})
     teacher_name = args.teacher or model_name

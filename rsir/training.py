@@ -56,10 +56,14 @@ class TrainResult:
     valid: dict[str, float]
     stopped_by: str  # "patience", "max_epochs", "time_budget" or "cancelled"
     seconds: float
-    seconds_per_epoch: float
     peak_memory_mb: float
     history: list[EpochReport] = field(default_factory=list)
     finetune_kept: bool | None = None  # None: no real-data stage ran; else whether validation kept it
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Mean seconds of the recorded epochs (both stages with ``finetune_real``)."""
+        return float(np.mean([r.seconds for r in self.history])) if self.history else 0.0
 
 
 def next_item_loss(model: SequentialRecommender, batch: dict[str, Tensor], weights: Tensor,
@@ -147,7 +151,6 @@ def finetune_real(dataset: SequenceDataset, model_config: ModelConfig, config: T
         first.model.load_state_dict(stage1)
     return TrainResult(first.model, best_epoch, first.epochs + second.epochs, second.valid if kept else first.valid,
                        second.stopped_by, first.seconds + second.seconds,
-                       float(np.mean([r.seconds for r in history])) if history else 0.0,
                        max(first.peak_memory_mb, second.peak_memory_mb), history, kept)
 
 
@@ -221,7 +224,5 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    seconds = time.perf_counter() - start
-    train_seconds = [r.seconds for r in history]
-    return TrainResult(model, best_epoch, len(history), best_valid, stopped_by, seconds,
-                       float(np.mean(train_seconds)) if train_seconds else 0.0, peak_memory_mb(device), history)
+    return TrainResult(model, best_epoch, len(history), best_valid, stopped_by, time.perf_counter() - start,
+                       peak_memory_mb(device), history)

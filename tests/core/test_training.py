@@ -138,22 +138,21 @@ def test_checkpoint_round_trip_and_corruption(tmp_path, small_dataset):
         load_checkpoint(tmp_path / "other.pt")
 
 
+def _with_noise(dataset):
+    """``dataset`` plus 40 synthetic sequences of random items."""
+    rng = np.random.default_rng(0)
+    return dataset.with_synthetic([rng.integers(1, dataset.num_items + 1, size=6) for _ in range(40)])
+
+
 def test_zero_synthetic_weight_trains_as_on_the_real_data_alone(tiny_dataset):
     """Weight 0 leaves synthetic sequences out of the batches (no compute spent on them), so the
     run is the very run on the real data; a positive weight changes it."""
-    rng = np.random.default_rng(0)
-    noise = [rng.integers(1, tiny_dataset.num_items + 1, size=6) for _ in range(40)]
-    augmented = tiny_dataset.with_synthetic(noise)
+    augmented = _with_noise(tiny_dataset)
     config = TrainConfig(max_epochs=2, patience=2, seed=3)
     real = train(tiny_dataset, SMALL, config, progress=False).model.state_dict()
     for weight, same in ((0.0, True), (0.5, False)):
         model = train(augmented, SMALL, replace(config, synthetic_weight=weight), progress=False).model.state_dict()
         assert all(torch.equal(real[k], model[k]) for k in real) is same
-
-
-def _with_noise(dataset, count: int = 40):
-    rng = np.random.default_rng(0)
-    return dataset.with_synthetic([rng.integers(1, dataset.num_items + 1, size=6) for _ in range(count)])
 
 
 def test_real_data_stage_numbers_on_and_returns_the_better_stage(tiny_dataset):
