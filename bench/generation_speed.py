@@ -26,7 +26,9 @@ from oracle import oracle  # noqa: E402
 from rsir.checkpoint import load_checkpoint  # noqa: E402
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig  # noqa: E402
 from rsir.generation import generate, merge_generated  # noqa: E402
+from rsir.parallel import one_intra_op_thread  # noqa: E402
 from rsir.resources import peak_memory_mb  # noqa: E402
+from rsir.scoring import CatalogueScorer, score_block  # noqa: E402
 from rsir.sources import load_dataset  # noqa: E402
 from rsir.training import train  # noqa: E402
 
@@ -79,6 +81,8 @@ def main() -> None:
                       if int(r) < oracle_rows}
 
     steps = stats.rows + stats.accepted_steps  # forward passes: one per step per row
+    with one_intra_op_thread():  # what generation's own tuning most likely chose (each worker runs one thread)
+        scorer = CatalogueScorer.fastest(model, score_block(model.num_items))
     row = {
         "data": args.data, "generation": vars(config) | {"batch_rows": config.decode_rows},
         "rows": stats.rows, "repeats": args.repeats,
@@ -92,6 +96,7 @@ def main() -> None:
         "oracle_rows_per_s": oracle_rows / oracle_seconds,
         "speedup": (stats.rows / batched_seconds) / (oracle_rows / oracle_seconds),
         "oracle_agrees_on_subset": batched_subset == reference,
+        "scorer": {"product": scorer.product, "block_rows": scorer.rows},
         "stats": stats.to_dict(), "merge": counts, "avg_generated_length": float(
             merged.sequences.lengths[merged.num_real:].mean()) if merged.num_synthetic else 0.0,
         "peak_memory_mb": peak_memory_mb(), "machine": machine(), "date": time.strftime("%Y-%m-%d"),

@@ -60,15 +60,16 @@ def generation_table() -> str:
     if not rows:
         return "\n".join(lines) + "_no generation results yet_\n"
     lines += ["| data | rows | batched s (1 thread / best) | best threads (= workers) | rows/s | oracle rows/s "
-              "(best thread count) | speed-up (best / 1 thread each) | oracle agrees | peak MiB | date |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "(best thread count) | speed-up (best / 1 thread each) | oracle agrees | scorer (product × block) | "
+              "peak MiB | machine | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         by_threads = r.get("batched_seconds_by_threads", {"1": r["batched_seconds"]})
         one = f"{r['speedup_one_thread']:.0f}×" if "speedup_one_thread" in r else "–"
+        scorer = f"{r['scorer']['product']} × {r['scorer']['block_rows']}" if "scorer" in r else "–"
         lines.append(f"| {r['data']} | {r['rows']} | {by_threads['1']:.1f} / {r['batched_seconds']:.1f} | "
                      f"{r['batched_threads']} | {r['batched_rows_per_s']:.0f} | "
                      f"{r['oracle_rows_per_s']:.0f} | {r['speedup']:.0f}× / {one} | {r['oracle_agrees_on_subset']} | "
-                     f"{r['peak_memory_mb']:.0f} | {r['date']} |")
+                     f"{scorer} | {r['peak_memory_mb']:.0f} | {r['machine']['cpu']} | {r['date']} |")
     for doc in records.load("generation-memory.json"):
         lines += ["", "Peak resident memory of generation by catalogue size (bench/generation_memory.py, τ = ∞, "
                   f"untrained SASRec, {doc['date']}):", "",
@@ -99,7 +100,7 @@ def rsir_table() -> str:
             if variant != "base" and paired:
                 test = paired_test(records.ranks([base[r["seed"]] for r in paired]), records.ranks(paired))
                 gain, p_value = f"{100 * test['relative']:+.1f} %", f"{test['p_ttest']:.3f}"
-            added = rs[0].get("merge", {}).get("added", rs[0].get("added", 0))
+            added = rs[0].get("added", rs[0].get("merge", {}).get("added", 0))
             lines.append(f"| {dataset} | {model} | {setting} | {variant} | {len(rs)} | {added} | "
                          f"{np.mean([r['valid']['ndcg@20'] for r in rs]):.4f} | {recall:.4f} | "
                          f"{np.mean([r['test']['ndcg@10'] for r in rs]):.4f} | {gain} | {p_value} |")

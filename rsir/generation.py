@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 
@@ -32,7 +33,7 @@ from rsir.config import GenerationConfig
 from rsir.datasets import Ragged, SequenceDataset
 from rsir.errors import ConfigError
 from rsir.models import SequentialRecommender
-from rsir.parallel import ordered_streams
+from rsir.parallel import one_intra_op_thread, ordered_streams
 from rsir.scoring import CatalogueScorer, sample, score_block, score_contexts
 
 _POOL, _PICK, _PREFIX = 0, 1, 2  # random streams
@@ -239,7 +240,8 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
     starts = src.values[src.offsets[mine][:, None] + np.arange(2)]
     mine = mine[np.lexsort((starts[:, 1], starts[:, 0]))]
     most = max(1, config.decode_rows // (config.m * workers))  # sources per chunk
-    score = CatalogueScorer(model, score_block(model.num_items))  # shared by every chunk
+    with one_intra_op_thread() if workers > 1 else nullcontext():  # timed the way the chunks run
+        score = CatalogueScorer.fastest(model, score_block(model.num_items))  # shared by every chunk
 
     def decode(part: np.ndarray) -> Iterator[GeneratedBatch]:  # batches carry the chunk's own statistics
         sub = Ragged.from_list([src.row(i) for i in part])

@@ -27,7 +27,7 @@ def ordered_streams(tasks: list[Callable[[], Iterable[T]]], workers: int) -> Ite
     if workers == 1:
         yield from (task() for task in tasks)
         return
-    with _one_intra_op_thread():
+    with one_intra_op_thread():
         pool = ThreadPoolExecutor(workers, thread_name_prefix="rsir-chunk")
         try:
             pending: deque[Future[list[T]]] = deque()
@@ -47,7 +47,7 @@ _saved_threads = 1
 
 
 @contextmanager
-def _one_intra_op_thread() -> Iterator[None]:
+def one_intra_op_thread() -> Iterator[None]:
     """Torch's thread count is process-wide: the first of overlapping parallel sections (the
     generator service serves several calls at once) sets it to 1, the last one restores it."""
     global _holders, _saved_threads

@@ -14,7 +14,7 @@ import torch
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.generation import generate as batched_generate
 from rsir.generation import merge_generated, source_sequences
-from rsir.scoring import CatalogueScorer, count_above, top_items
+from rsir.scoring import PRODUCTS, CatalogueScorer, count_above, top_items
 from rsir.synthetic import synthetic_dataset
 from rsir.training import train
 
@@ -185,7 +185,18 @@ def test_catalogue_scoring_helpers_match_torch_semantics():
         assert torch.equal(count_above(scores, rows, best).long(), (scores[rows] > best[:, None]).sum(1))
 
 
-def test_catalogue_scorer_gives_the_models_scores(model):
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_catalogue_scorer_gives_the_models_scores(model, product):
     hidden = torch.randn(37, model.config.dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.equal(CatalogueScorer(model, 16)(hidden), model.score(hidden))
+        assert torch.equal(CatalogueScorer(model, 16, product)(hidden), model.score(hidden))
+
+
+def test_the_fastest_scorer_is_exact_and_keeps_within_the_block(model):
+    hidden = torch.randn(37, model.config.dim, generator=torch.Generator().manual_seed(1))
+    scorer = CatalogueScorer.fastest(model, 32)
+    assert scorer.product in PRODUCTS and 8 <= scorer.rows <= 32
+    with torch.no_grad():
+        assert torch.equal(scorer(hidden), model.score(hidden))
+    with pytest.raises(ValueError, match="product"):
+        CatalogueScorer(model, 16, "fast")
