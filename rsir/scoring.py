@@ -81,7 +81,7 @@ class CatalogueScorer:
         if product not in PRODUCTS:
             raise ValueError(f"product must be one of {PRODUCTS}, got {product!r}")
         self.num_items, self.rows, self.product = model.num_items, rows, "plain"
-        self._score: Callable[[Tensor], Tensor] = model.score
+        self._plain: Callable[[Tensor], Tensor] = model.score
         table = model.item_table().detach()
         if table.device.type != "cpu" or product == "plain":
             return
@@ -97,7 +97,7 @@ class CatalogueScorer:
                 self._product(table[:1])
             except (AttributeError, RuntimeError, NotImplementedError):  # a build without these kernels
                 return
-        self.product, self._score = product, self._prepared_score
+        self.product = product
 
     @classmethod
     @torch.no_grad()
@@ -128,9 +128,8 @@ class CatalogueScorer:
         return cls(model, size, product)
 
     def __call__(self, hidden: Tensor) -> Tensor:
-        return self._score(hidden)
-
-    def _prepared_score(self, hidden: Tensor) -> Tensor:
+        if self.product == "plain":
+            return self._plain(hidden)
         logits = self._product(hidden)
         logits[:, 0] = float("-inf")  # padding, as model.score
         return logits
