@@ -2,11 +2,11 @@
 
 For every (dataset, backbone, seed): a base model on D0; RSIR: the base model generates D'1,
 a fresh student trains on D1 = D0 ∪ D'1 (``--iterations K`` repeats, Table 6); Reordering and
-Insertion add exactly as many sequences as RSIR did. ``--teacher`` lets another backbone's base model
-generate for the student (weak-to-strong). Base checkpoints are cached under
-``bench/cache`` (also written by ``accuracy.py``) so that variants (``--tag``) reuse the same
-teacher. Per-user test ranks are kept (``bench/results/rsir/ranks``) so ``summarize.py`` can run
-paired tests across seeds.
+Insertion add exactly as many sequences as RSIR did (``rsir+insertion``: both at once).
+``--teacher`` lets another backbone's base model generate for the student (weak-to-strong).
+Base checkpoints are cached under ``bench/cache`` (also written by ``accuracy.py``) so that
+variants (``--tag``) reuse the same teacher. Per-user test ranks are kept
+(``bench/results/rsir/ranks``) so ``summarize.py`` can run paired tests across seeds.
 
 Examples::
 
@@ -148,6 +148,14 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         gen_seconds = time.perf_counter() - start
         if k == 1:
             added = counts["added"]
+            if "rsir+insertion" in args.methods:  # are the two kinds of synthetic data complementary?
+                rsir_sequences = [current.sequence(i) for i in range(len(data), len(current))]
+                stacked = augment(data, "insertion", added, seed=seed).with_synthetic(rsir_sequences)
+                _fit_and_save(stacked, model_config, train_config, f"{stem}-rsir+insertion", args, {
+                    "method": "rsir+insertion", "iteration": 1, "dataset": dataset_name, "model": model_name,
+                    "teacher": teacher_name, "seed": seed, "setting": args.setting, "generation": asdict(generation),
+                    "merge": counts, "added": 2 * added, "synthetic_weight": args.synthetic_weight,
+                    "data": describe(stacked)})
         if "rsir" in args.methods:
             student = _fit_and_save(current, model_config, train_config, f"{stem}-rsir{k}", args, {
                 "method": "rsir", "iteration": k, "dataset": dataset_name, "model": model_name,
@@ -159,10 +167,11 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
                 current, replace(model_config, name=teacher_name), train_config, progress=False).model
     for method in ("reorder", "insertion"):
         if method in args.methods:
-            augmented = augment(data, method, added, seed=seed)
+            count = round(args.baseline_scale * added)
+            augmented = augment(data, method, count, seed=seed)
             _fit_and_save(augmented, model_config, train_config, f"{stem}-{method}", args, {
                 "method": method, "dataset": dataset_name, "model": model_name, "seed": seed,
-                "setting": args.setting, "added": added, "synthetic_weight": args.synthetic_weight,
+                "setting": args.setting, "added": count, "synthetic_weight": args.synthetic_weight,
                 "data": describe(augmented)})
 
 
@@ -172,8 +181,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["sasrec"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["rsir", "reorder", "insertion"],
-                        choices=["rsir", "reorder", "insertion", "base"],
-                        help="base: with --finetune, fine-tune the base model on D0 too (the control)")
+                        choices=["rsir", "reorder", "insertion", "rsir+insertion", "base"],
+                        help="rsir+insertion: D0 plus RSIR's sequences plus as many Insertion ones; "
+                             "base: with --finetune, fine-tune the base model on D0 too (the control)")
     parser.add_argument("--setting", default="strong", choices=list(SETTINGS))
     parser.add_argument("--teacher", choices=sorted(MODELS),
                         help="backbone of the generator (default: the student's own; Fig. 4 weak-to-strong)")
@@ -185,6 +195,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--prefix", default="first", choices=["first", "random"])
     parser.add_argument("--synthetic-weight", type=float, default=1.0)
+    parser.add_argument("--baseline-scale", type=float, default=1.0,
+                        help="Reordering and Insertion add this many times as many sequences as RSIR "
+                             "(2 with --tag x2: the control for rsir+insertion)")
     parser.add_argument("--finetune", action="store_true",
                         help="also fine-tune each augmented model on the real sequences alone (rows tagged -ft)")
     parser.add_argument("--tag", default="", help="suffix for result names of a variant (e.g. tau5)")

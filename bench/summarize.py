@@ -107,6 +107,17 @@ def rsir_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _baselines(variant: str, tag: str) -> list[str]:
+    """The baselines an RSIR variant is held against: those run with its tag (the same loss weight
+    and stages); ``rsir+insertion`` adds twice RSIR's count, so also those run with
+    ``--baseline-scale 2`` (tagged ``-x2`` before any ``-ft``)."""
+    names = [f"reorder{tag}", f"insertion{tag}"]
+    if variant.startswith("rsir+insertion"):
+        stem, ft = (tag[:-3], "-ft") if tag.endswith("-ft") else (tag, "")
+        names += [f"reorder{stem}-x2{ft}", f"insertion{stem}-x2{ft}"]
+    return names
+
+
 def versus_table() -> str:
     """Each RSIR variant against the augmentation baselines run with the same tag (the same loss
     weight), paired over the seeds both have: does the generation itself beat adding sequences?"""
@@ -120,7 +131,7 @@ def versus_table() -> str:
             if not variant.startswith("rsir"):
                 continue
             tag = next(iter(by_seed.values())).get("tag", "")
-            for baseline in (f"reorder{tag}", f"insertion{tag}"):
+            for baseline in _baselines(variant, tag):
                 seeds = sorted(set(by_seed) & set(variants.get(baseline, {})))
                 if not seeds:
                     continue
