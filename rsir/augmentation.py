@@ -6,7 +6,8 @@
   data (a co-occurrence stand-in for CoSeRec's item-similarity model), a random item if none.
 
 Both draw their source sequences uniformly from the real users' training views and add exactly
-``count`` new synthetic sequences.
+``count`` new synthetic sequences. :func:`stack_insertion` puts Insertion's sequences beside RSIR's
+(``TrainConfig.insertion_ratio``): on a strong base the two kinds of synthetic data add up.
 """
 
 from __future__ import annotations
@@ -67,3 +68,19 @@ def augment(dataset: SequenceDataset, method: str, count: int, seed: int = 0, ma
             seq = seq[-max_len:]
         new.append(seq)
     return dataset.with_synthetic(new)
+
+
+def stack_insertion(dataset: SequenceDataset, ratio: float, seed: int = 0, max_len: int = 50) -> SequenceDataset:
+    """D ∪ I ∪ D': the real users, then ``round(ratio × |D'|)`` Insertion sequences made from them
+    alone, then ``dataset``'s own synthetic sequences D' (all of which train at the synthetic weight)."""
+    if ratio < 0:
+        raise ConfigError("ratio must be >= 0")
+    count = round(ratio * dataset.num_synthetic)
+    if not count:
+        return dataset
+    end = int(dataset.offsets[dataset.num_real])
+    real = SequenceDataset(dataset.num_items, dataset.users[:dataset.num_real], dataset.offsets[:dataset.num_real + 1],
+                           dataset.items[:end], dataset.num_real, dataset.name)
+    synthetic = [dataset.sequence(i) for i in range(dataset.num_real, len(dataset))]
+    stacked = augment(real, "insertion", count, seed=seed, max_len=max_len)
+    return stacked.with_synthetic(synthetic, name=f"{dataset.name}+insertion")

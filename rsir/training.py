@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from rsir.augmentation import stack_insertion
 from rsir.batching import packed_batch, padded_batch, random_batches
 from rsir.config import ModelConfig, TrainConfig
 from rsir.datasets import Ragged, SequenceDataset
@@ -110,8 +111,12 @@ def train(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConf
     """Fit ``model_config`` on ``dataset`` (a fresh model unless ``model`` is given).
 
     With ``config.finetune_real``, data that holds weighted synthetic sequences and a first stage
-    that ended on its own (patience or ``max_epochs``), :func:`finetune_real` follows.
+    that ended on its own (patience or ``max_epochs``), :func:`finetune_real` follows. With
+    ``config.insertion_ratio``, Insertion sequences join the synthetic ones first: drawn here, from
+    the seed, so that the dataset version stays the record of what was generated.
     """
+    if config.insertion_ratio > 0:
+        dataset = stack_insertion(dataset, config.insertion_ratio, config.seed, model_config.max_len)
     result = _fit(dataset, model_config, config, model, on_epoch, should_stop, progress)
     if (config.finetune_real and config.synthetic_weight > 0 and dataset.num_synthetic > 0
             and result.stopped_by in ("patience", "max_epochs")):

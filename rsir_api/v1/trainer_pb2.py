@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from rsir_api.v1 import common_pb2 as rsir__api_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19rsir_api/v1/trainer.proto\x12\x0brsir.api.v1\x1a\x18rsir_api/v1/common.proto\"\xff\x03\n\tTrainSpec\x12\x11\n\x04loss\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tnegatives\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x17\n\nbatch_size\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x0f\n\x02lr\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x19\n\x0cweight_decay\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x17\n\nmax_epochs\x18\x06 \x01(\x05H\x05\x88\x01\x01\x12\x15\n\x08patience\x18\x07 \x01(\x05H\x06\x88\x01\x01\x12\x18\n\x0btime_budget\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x03H\x08\x88\x01\x01\x12\x13\n\x06\x64\x65vice\x18\n \x01(\tH\t\x88\x01\x01\x12\x1d\n\x10synthetic_weight\x18\x0b \x01(\x01H\n\x88\x01\x01\x12\x1c\n\x0f\x65val_batch_size\x18\x0c \x01(\x05H\x0b\x88\x01\x01\x12\x1a\n\rfinetune_real\x18\r \x01(\x08H\x0c\x88\x01\x01\x42\x07\n\x05_lossB\x0c\n\n_negativesB\r\n\x0b_batch_sizeB\x05\n\x03_lrB\x0f\n\r_weight_decayB\r\n\x0b_max_epochsB\x0b\n\t_patienceB\x0e\n\x0c_time_budgetB\x07\n\x05_seedB\t\n\x07_deviceB\x13\n\x11_synthetic_weightB\x12\n\x10_eval_batch_sizeB\x10\n\x0e_finetune_real\"\x96\x01\n\x0cTrainRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x17.rsir.api.v1.DatasetRef\x12%\n\x05model\x18\x03 \x01(\x0b\x32\x16.rsir.api.v1.ModelSpec\x12%\n\x05train\x18\x04 \x01(\x0b\x32\x16.rsir.api.v1.TrainSpec\"\xc7\x01\n\rTrainProgress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x34\n\x05valid\x18\x03 \x03(\x0b\x32%.rsir.api.v1.TrainProgress.ValidEntry\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\x12\x12\n\nbest_epoch\x18\x05 \x01(\x05\x12\x10\n\x08improved\x18\x06 \x01(\x08\x1a,\n\nValidEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xad\x03\n\x0bTrainResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x14.rsir.api.v1.BlobRef\x12\x30\n\x04test\x18\x03 \x03(\x0b\x32\".rsir.api.v1.TrainResult.TestEntry\x12\x32\n\x05valid\x18\x04 \x03(\x0b\x32#.rsir.api.v1.TrainResult.ValidEntry\x12\x12\n\nbest_epoch\x18\x05 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x06 \x01(\x05\x12\x12\n\nstopped_by\x18\x07 \x01(\t\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\x12\x19\n\x11seconds_per_epoch\x18\t \x01(\x01\x12\x16\n\x0epeak_memory_mb\x18\n \x01(\x01\x12\x17\n\x0f\x64\x61taset_version\x18\x0b \x01(\t\x12\x0e\n\x06reused\x18\x0c \x01(\x08\x1a+\n\tTestEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a,\n\nValidEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"t\n\rTrainResponse\x12.\n\x08progress\x18\x01 \x01(\x0b\x32\x1a.rsir.api.v1.TrainProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.rsir.api.v1.TrainResultH\x00\x42\x07\n\x05\x65vent2K\n\x07Trainer\x12@\n\x05Train\x12\x19.rsir.api.v1.TrainRequest\x1a\x1a.rsir.api.v1.TrainResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19rsir_api/v1/trainer.proto\x12\x0brsir.api.v1\x1a\x18rsir_api/v1/common.proto\"\xb1\x04\n\tTrainSpec\x12\x11\n\x04loss\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tnegatives\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x17\n\nbatch_size\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x0f\n\x02lr\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x19\n\x0cweight_decay\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x17\n\nmax_epochs\x18\x06 \x01(\x05H\x05\x88\x01\x01\x12\x15\n\x08patience\x18\x07 \x01(\x05H\x06\x88\x01\x01\x12\x18\n\x0btime_budget\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x03H\x08\x88\x01\x01\x12\x13\n\x06\x64\x65vice\x18\n \x01(\tH\t\x88\x01\x01\x12\x1d\n\x10synthetic_weight\x18\x0b \x01(\x01H\n\x88\x01\x01\x12\x1c\n\x0f\x65val_batch_size\x18\x0c \x01(\x05H\x0b\x88\x01\x01\x12\x1a\n\rfinetune_real\x18\r \x01(\x08H\x0c\x88\x01\x01\x12\x1c\n\x0finsertion_ratio\x18\x0e \x01(\x01H\r\x88\x01\x01\x42\x07\n\x05_lossB\x0c\n\n_negativesB\r\n\x0b_batch_sizeB\x05\n\x03_lrB\x0f\n\r_weight_decayB\r\n\x0b_max_epochsB\x0b\n\t_patienceB\x0e\n\x0c_time_budgetB\x07\n\x05_seedB\t\n\x07_deviceB\x13\n\x11_synthetic_weightB\x12\n\x10_eval_batch_sizeB\x10\n\x0e_finetune_realB\x12\n\x10_insertion_ratio\"\x96\x01\n\x0cTrainRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x17.rsir.api.v1.DatasetRef\x12%\n\x05model\x18\x03 \x01(\x0b\x32\x16.rsir.api.v1.ModelSpec\x12%\n\x05train\x18\x04 \x01(\x0b\x32\x16.rsir.api.v1.TrainSpec\"\xc7\x01\n\rTrainProgress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x34\n\x05valid\x18\x03 \x03(\x0b\x32%.rsir.api.v1.TrainProgress.ValidEntry\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\x12\x12\n\nbest_epoch\x18\x05 \x01(\x05\x12\x10\n\x08improved\x18\x06 \x01(\x08\x1a,\n\nValidEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xad\x03\n\x0bTrainResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x14.rsir.api.v1.BlobRef\x12\x30\n\x04test\x18\x03 \x03(\x0b\x32\".rsir.api.v1.TrainResult.TestEntry\x12\x32\n\x05valid\x18\x04 \x03(\x0b\x32#.rsir.api.v1.TrainResult.ValidEntry\x12\x12\n\nbest_epoch\x18\x05 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x06 \x01(\x05\x12\x12\n\nstopped_by\x18\x07 \x01(\t\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\x12\x19\n\x11seconds_per_epoch\x18\t \x01(\x01\x12\x16\n\x0epeak_memory_mb\x18\n \x01(\x01\x12\x17\n\x0f\x64\x61taset_version\x18\x0b \x01(\t\x12\x0e\n\x06reused\x18\x0c \x01(\x08\x1a+\n\tTestEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a,\n\nValidEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"t\n\rTrainResponse\x12.\n\x08progress\x18\x01 \x01(\x0b\x32\x1a.rsir.api.v1.TrainProgressH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.rsir.api.v1.TrainResultH\x00\x42\x07\n\x05\x65vent2K\n\x07Trainer\x12@\n\x05Train\x12\x19.rsir.api.v1.TrainRequest\x1a\x1a.rsir.api.v1.TrainResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,21 +39,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAINRESULT_VALIDENTRY']._loaded_options = None
   _globals['_TRAINRESULT_VALIDENTRY']._serialized_options = b'8\001'
   _globals['_TRAINSPEC']._serialized_start=69
-  _globals['_TRAINSPEC']._serialized_end=580
-  _globals['_TRAINREQUEST']._serialized_start=583
-  _globals['_TRAINREQUEST']._serialized_end=733
-  _globals['_TRAINPROGRESS']._serialized_start=736
-  _globals['_TRAINPROGRESS']._serialized_end=935
-  _globals['_TRAINPROGRESS_VALIDENTRY']._serialized_start=891
-  _globals['_TRAINPROGRESS_VALIDENTRY']._serialized_end=935
-  _globals['_TRAINRESULT']._serialized_start=938
-  _globals['_TRAINRESULT']._serialized_end=1367
-  _globals['_TRAINRESULT_TESTENTRY']._serialized_start=1278
-  _globals['_TRAINRESULT_TESTENTRY']._serialized_end=1321
-  _globals['_TRAINRESULT_VALIDENTRY']._serialized_start=891
-  _globals['_TRAINRESULT_VALIDENTRY']._serialized_end=935
-  _globals['_TRAINRESPONSE']._serialized_start=1369
-  _globals['_TRAINRESPONSE']._serialized_end=1485
-  _globals['_TRAINER']._serialized_start=1487
-  _globals['_TRAINER']._serialized_end=1562
+  _globals['_TRAINSPEC']._serialized_end=630
+  _globals['_TRAINREQUEST']._serialized_start=633
+  _globals['_TRAINREQUEST']._serialized_end=783
+  _globals['_TRAINPROGRESS']._serialized_start=786
+  _globals['_TRAINPROGRESS']._serialized_end=985
+  _globals['_TRAINPROGRESS_VALIDENTRY']._serialized_start=941
+  _globals['_TRAINPROGRESS_VALIDENTRY']._serialized_end=985
+  _globals['_TRAINRESULT']._serialized_start=988
+  _globals['_TRAINRESULT']._serialized_end=1417
+  _globals['_TRAINRESULT_TESTENTRY']._serialized_start=1328
+  _globals['_TRAINRESULT_TESTENTRY']._serialized_end=1371
+  _globals['_TRAINRESULT_VALIDENTRY']._serialized_start=941
+  _globals['_TRAINRESULT_VALIDENTRY']._serialized_end=985
+  _globals['_TRAINRESPONSE']._serialized_start=1419
+  _globals['_TRAINRESPONSE']._serialized_end=1535
+  _globals['_TRAINER']._serialized_start=1537
+  _globals['_TRAINER']._serialized_end=1612
 # @@protoc_insertion_point(module_scope)

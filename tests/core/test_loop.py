@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rsir.analysis import approximate_entropy, describe, train_view
-from rsir.augmentation import augment
+from rsir.augmentation import augment, stack_insertion
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.errors import ConfigError
 from rsir.loop import run_iterations
@@ -77,6 +77,21 @@ def test_augmentation_adds_exactly_count(small_dataset, method):
         else:
             assert seq.tobytes() not in sources
     assert augment(small_dataset, method, count=123, seed=1).version == out.version
+
+
+def test_stack_insertion_puts_insertion_between_real_and_synthetic(small_dataset):
+    """D ∪ I ∪ D': the real users as they were, then Insertion's sequences made from the real users
+    alone (as the Insertion baseline makes them), then the dataset's own synthetic ones in order."""
+    rsir = augment(small_dataset, "reorder", count=40, seed=2)  # stands in for RSIR's sequences
+    stacked = stack_insertion(rsir, 1.0, seed=3)
+    insertion = augment(small_dataset, "insertion", count=40, seed=3)
+    assert (stacked.num_real, len(stacked)) == (small_dataset.num_real, small_dataset.num_real + 80)
+    assert stacked.version == insertion.with_synthetic(
+        [rsir.sequence(i) for i in range(rsir.num_real, len(rsir))]).version
+    assert stacked.name == f"{rsir.name}+insertion" and stack_insertion(rsir, 0.5, seed=3).num_synthetic == 60
+    assert stack_insertion(rsir, 0.0) is rsir and stack_insertion(small_dataset, 1.0) is small_dataset
+    with pytest.raises(ConfigError):
+        stack_insertion(rsir, -1.0)
 
 
 def test_augmentation_refuses_unknown_method(small_dataset):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from rsir.augmentation import stack_insertion
 from rsir.batching import packed_batch, padded_batch, random_batches
 from rsir.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
 from rsir.config import ModelConfig, TrainConfig
@@ -144,6 +145,10 @@ def _with_noise(dataset):
     return dataset.with_synthetic([rng.integers(1, dataset.num_items + 1, size=6) for _ in range(40)])
 
 
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_zero_synthetic_weight_trains_as_on_the_real_data_alone(tiny_dataset):
     """Weight 0 leaves synthetic sequences out of the batches (no compute spent on them), so the
     run is the very run on the real data; a positive weight changes it."""
@@ -152,7 +157,22 @@ def test_zero_synthetic_weight_trains_as_on_the_real_data_alone(tiny_dataset):
     real = train(tiny_dataset, SMALL, config, progress=False).model.state_dict()
     for weight, same in ((0.0, True), (0.5, False)):
         model = train(augmented, SMALL, replace(config, synthetic_weight=weight), progress=False).model.state_dict()
-        assert all(torch.equal(real[k], model[k]) for k in real) is same
+        assert _same(real, model) is same
+
+
+def test_insertion_ratio_trains_on_the_stacked_data(tiny_dataset):
+    """``insertion_ratio`` is the very run on ``stack_insertion``'s data and changes the run; without
+    synthetic sequences there is nothing to match, so the base run is unchanged."""
+    augmented = _with_noise(tiny_dataset)
+    config = TrainConfig(max_epochs=2, patience=2, seed=3, synthetic_weight=0.5)
+
+    def fit(data, ratio):
+        return train(data, SMALL, replace(config, insertion_ratio=ratio), progress=False).model.state_dict()
+
+    stacked = fit(augmented, 1.0)
+    assert _same(stacked, fit(stack_insertion(augmented, 1.0, seed=3, max_len=SMALL.max_len), 0.0))
+    assert not _same(stacked, fit(augmented, 0.0))
+    assert _same(fit(tiny_dataset, 1.0), fit(tiny_dataset, 0.0))
 
 
 def test_real_data_stage_numbers_on_and_returns_the_better_stage(tiny_dataset):
