@@ -2,8 +2,8 @@
 
 For every (dataset, backbone, seed): a base model on D0; RSIR: the base model generates D'1,
 a fresh student trains on D1 = D0 ∪ D'1 (``--iterations K`` repeats, Table 6); Reordering and
-Insertion add exactly as many sequences as RSIR did (``rsir+insertion``: both at once, through
-``TrainConfig.insertion_ratio``).
+Insertion add exactly as many sequences as RSIR did (``rsir+insertion``: both at once, the data
+``TrainConfig.insertion_ratio`` trains on).
 ``--teacher`` lets another backbone's base model generate for the student (weak-to-strong).
 Base checkpoints are cached under ``bench/cache`` (also written by ``accuracy.py``) so that
 variants (``--tag``) reuse the same teacher. Per-user test ranks are kept
@@ -150,9 +150,8 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         if k == 1:
             added = counts["added"]
             if "rsir+insertion" in args.methods:  # are the two kinds of synthetic data complementary?
-                stacked = stack_insertion(current, 1.0, seed, model_config.max_len)  # what the student trains on
-                _fit_and_save(current, model_config, replace(train_config, insertion_ratio=1.0),
-                              f"{stem}-rsir+insertion", args, {
+                stacked = stack_insertion(current, 1.0, seed, model_config.max_len)  # = insertion_ratio 1
+                _fit_and_save(stacked, model_config, train_config, f"{stem}-rsir+insertion", args, {
                     "method": "rsir+insertion", "iteration": 1, "dataset": dataset_name, "model": model_name,
                     "teacher": teacher_name, "seed": seed, "setting": args.setting, "generation": asdict(generation),
                     "merge": counts, "added": stacked.num_synthetic, "synthetic_weight": args.synthetic_weight,

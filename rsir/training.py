@@ -115,8 +115,7 @@ def train(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConf
     ``config.insertion_ratio``, Insertion sequences join the synthetic ones first: drawn here, from
     the seed, so that the dataset version stays the record of what was generated.
     """
-    if config.insertion_ratio > 0:
-        dataset = stack_insertion(dataset, config.insertion_ratio, config.seed, model_config.max_len)
+    dataset = stack_insertion(dataset, config.insertion_ratio, config.seed, model_config.max_len)
     result = _fit(dataset, model_config, config, model, on_epoch, should_stop, progress)
     if (config.finetune_real and config.synthetic_weight > 0 and dataset.num_synthetic > 0
             and result.stopped_by in ("patience", "max_epochs")):
