@@ -52,7 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "dataset": dataset.name, "dataset_version": dataset.version, "model_config": dataclasses.asdict(model_config),
         "train_config": dataclasses.asdict(train_config), "best_epoch": result.best_epoch, "epochs": result.epochs,
         "stopped_by": result.stopped_by, "seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch,
-        "peak_memory_mb": result.peak_memory_mb, "finetune_kept": result.finetune_kept, "valid": result.valid,
+        "peak_memory_mb": result.peak_memory_mb, "finetune_kept": result.finetune_kept,
+        "insertion_sequences": result.insertion_sequences, "valid": result.valid,
         "test": test, "checkpoint": str(stem.with_suffix(".pt")),
     })
     sys.stdout.write(f"{dataset!r}\n{model_config.name}: best epoch {result.best_epoch} of {result.epochs} "

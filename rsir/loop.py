@@ -31,7 +31,7 @@ Teacher = ModelConfig | SequentialRecommender | None
 @dataclass
 class IterationReport:
     iteration: int
-    dataset: dict[str, Any]  # describe() of D_k
+    dataset: dict[str, Any]  # describe() of D_k (without the Insertion sequences of TrainConfig.insertion_ratio)
     valid: dict[str, float]
     test: dict[str, float]
     best_epoch: int
@@ -39,6 +39,7 @@ class IterationReport:
     generation: dict[str, int] | None = None  # statistics of the pass that produced D_k
     merge: dict[str, int] | None = None
     finetune_kept: bool | None = None  # TrainConfig.finetune_real: whether validation kept the real-data stage
+    insertion_sequences: int = 0  # TrainConfig.insertion_ratio: Insertion sequences the student also trained on
 
 
 @dataclass
@@ -77,7 +78,8 @@ def run_iterations(dataset: SequenceDataset, student: ModelConfig, train_config:
         test_result = evaluate(fitted.model, current, "test", device=device)
         tests.append(test_result)
         row = IterationReport(k, describe(current, student.max_len), fitted.valid, test_result.metrics(),
-                              fitted.best_epoch, timings, gen_stats, merge_stats, fitted.finetune_kept)
+                              fitted.best_epoch, timings, gen_stats, merge_stats, fitted.finetune_kept,
+                              fitted.insertion_sequences)
         report.iterations.append(row)
         if selected_model is None or row.valid[STOP_METRIC] > report.iterations[report.selected].valid[STOP_METRIC]:
             report.selected, selected_model = k, fitted.model

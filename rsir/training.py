@@ -60,6 +60,7 @@ class TrainResult:
     peak_memory_mb: float
     history: list[EpochReport] = field(default_factory=list)
     finetune_kept: bool | None = None  # None: no real-data stage ran; else whether validation kept it
+    insertion_sequences: int = 0  # drawn by TrainConfig.insertion_ratio on top of the dataset's own
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -115,12 +116,13 @@ def train(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConf
     ``config.insertion_ratio``, Insertion sequences join the synthetic ones first: drawn here, from
     the seed, so that the dataset version stays the record of what was generated.
     """
-    dataset = stack_insertion(dataset, config.insertion_ratio, config.seed, model_config.max_len)
-    result = _fit(dataset, model_config, config, model, on_epoch, should_stop, progress)
-    if (config.finetune_real and config.synthetic_weight > 0 and dataset.num_synthetic > 0
+    stacked = stack_insertion(dataset, config.insertion_ratio, config.seed, model_config.max_len)
+    result = _fit(stacked, model_config, config, model, on_epoch, should_stop, progress)
+    if (config.finetune_real and config.synthetic_weight > 0 and stacked.num_synthetic > 0
             and result.stopped_by in ("patience", "max_epochs")):
-        result = finetune_real(dataset, model_config, config, result, on_epoch=on_epoch,
+        result = finetune_real(stacked, model_config, config, result, on_epoch=on_epoch,
                                should_stop=should_stop, progress=progress)
+    result.insertion_sequences = stacked.num_synthetic - dataset.num_synthetic
     return result
 
 

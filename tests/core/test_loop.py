@@ -50,12 +50,14 @@ def test_cheap_teacher_and_fixed_teacher(small_dataset):
     assert "train_teacher" not in stages and frozen.iterations[1].dataset["synthetic_sequences"] >= 0
 
 
-def test_students_on_synthetic_data_get_the_real_data_stage(small_dataset):
-    report = run_iterations(small_dataset, STUDENT, replace(FAST, finetune_real=True), GEN, iterations=1,
-                            progress=False)
+def test_students_on_synthetic_data_get_the_real_data_stage_and_insertion(small_dataset):
+    report = run_iterations(small_dataset, STUDENT, replace(FAST, finetune_real=True, insertion_ratio=1.0), GEN,
+                            iterations=1, progress=False)
     base, student = report.iterations
     assert base.finetune_kept is None and isinstance(student.finetune_kept, bool)
     assert report.to_dict()["iterations"][1]["finetune_kept"] is student.finetune_kept
+    # the report says what the student trained on beyond D_1: as many Insertion sequences as RSIR's
+    assert base.insertion_sequences == 0 and student.insertion_sequences == student.dataset["synthetic_sequences"] > 0
 
 
 def test_negative_iterations_are_refused(small_dataset):

@@ -167,12 +167,15 @@ def test_insertion_ratio_trains_on_the_stacked_data(tiny_dataset):
     config = TrainConfig(max_epochs=2, patience=2, seed=3, synthetic_weight=0.5)
 
     def fit(data, ratio):
-        return train(data, SMALL, replace(config, insertion_ratio=ratio), progress=False).model.state_dict()
+        return train(data, SMALL, replace(config, insertion_ratio=ratio), progress=False)
 
     stacked = fit(augmented, 1.0)
-    assert _same(stacked, fit(stack_insertion(augmented, 1.0, seed=3, max_len=SMALL.max_len), 0.0))
-    assert not _same(stacked, fit(augmented, 0.0))
-    assert _same(fit(tiny_dataset, 1.0), fit(tiny_dataset, 0.0))
+    explicit = fit(stack_insertion(augmented, 1.0, seed=3, max_len=SMALL.max_len), 0.0)
+    assert _same(stacked.model.state_dict(), explicit.model.state_dict())
+    assert (stacked.insertion_sequences, explicit.insertion_sequences) == (augmented.num_synthetic, 0)
+    assert not _same(stacked.model.state_dict(), fit(augmented, 0.0).model.state_dict())
+    real = fit(tiny_dataset, 1.0)
+    assert _same(real.model.state_dict(), fit(tiny_dataset, 0.0).model.state_dict()) and real.insertion_sequences == 0
 
 
 def test_real_data_stage_numbers_on_and_returns_the_better_stage(tiny_dataset):
