@@ -75,7 +75,7 @@ class TrainProgress(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., loss: _Optional[float] = ..., valid: _Optional[_Mapping[str, float]] = ..., seconds: _Optional[float] = ..., best_epoch: _Optional[int] = ..., improved: _Optional[bool] = ...) -> None: ...
 
 class TrainResult(_message.Message):
-    __slots__ = ("job_id", "checkpoint", "test", "valid", "best_epoch", "epochs", "stopped_by", "seconds", "seconds_per_epoch", "peak_memory_mb", "dataset_version", "reused")
+    __slots__ = ("job_id", "checkpoint", "test", "valid", "best_epoch", "epochs", "stopped_by", "seconds", "seconds_per_epoch", "peak_memory_mb", "dataset_version", "reused", "finetune_kept", "insertion_sequences")
     class TestEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,8 @@ class TrainResult(_message.Message):
     PEAK_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
+    FINETUNE_KEPT_FIELD_NUMBER: _ClassVar[int]
+    INSERTION_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     checkpoint: _common_pb2.BlobRef
     test: _containers.ScalarMap[str, float]
@@ -114,7 +116,9 @@ class TrainResult(_message.Message):
     peak_memory_mb: float
     dataset_version: str
     reused: bool
-    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., test: _Optional[_Mapping[str, float]] = ..., valid: _Optional[_Mapping[str, float]] = ..., best_epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., stopped_by: _Optional[str] = ..., seconds: _Optional[float] = ..., seconds_per_epoch: _Optional[float] = ..., peak_memory_mb: _Optional[float] = ..., dataset_version: _Optional[str] = ..., reused: _Optional[bool] = ...) -> None: ...
+    finetune_kept: bool
+    insertion_sequences: int
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., test: _Optional[_Mapping[str, float]] = ..., valid: _Optional[_Mapping[str, float]] = ..., best_epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., stopped_by: _Optional[str] = ..., seconds: _Optional[float] = ..., seconds_per_epoch: _Optional[float] = ..., peak_memory_mb: _Optional[float] = ..., dataset_version: _Optional[str] = ..., reused: _Optional[bool] = ..., finetune_kept: _Optional[bool] = ..., insertion_sequences: _Optional[int] = ...) -> None: ...
 
 class TrainResponse(_message.Message):
     __slots__ = ("progress", "result")

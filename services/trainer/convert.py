@@ -58,6 +58,8 @@ class TrainOutcome:
     seconds_per_epoch: float
     peak_memory_mb: float
     dataset_version: str
+    finetune_kept: bool | None = None  # None: no real-data stage ran (TrainConfig.finetune_real)
+    insertion_sequences: int = 0  # drawn by TrainConfig.insertion_ratio beside the dataset's own
     reused: bool = field(default=False, compare=False)
 
 
@@ -93,6 +95,8 @@ def report_from_message(message: trainer_pb2.TrainProgress) -> EpochReport:
 
 def result_response(outcome: TrainOutcome) -> trainer_pb2.TrainResponse:
     values = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)}
+    if outcome.finetune_kept is None:
+        del values["finetune_kept"]  # an optional field left unset
     values["checkpoint"] = blob_ref_to_message(outcome.checkpoint)
     return trainer_pb2.TrainResponse(result=trainer_pb2.TrainResult(**values))
 
@@ -100,7 +104,8 @@ def result_response(outcome: TrainOutcome) -> trainer_pb2.TrainResponse:
 def outcome_from_message(message: trainer_pb2.TrainResult) -> TrainOutcome:
     values = {f.name: getattr(message, f.name) for f in dataclasses.fields(TrainOutcome)}
     values.update(checkpoint=blob_ref_from_message(message.checkpoint, "checkpoint"), test=dict(message.test),
-                  valid=dict(message.valid))
+                  valid=dict(message.valid),
+                  finetune_kept=message.finetune_kept if message.HasField("finetune_kept") else None)
     return TrainOutcome(**values)
 
 

@@ -69,7 +69,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         blob = self.store.put(f"checkpoints/{job.job_id}.pt", payload)
         outcome = convert.TrainOutcome(
             job.job_id, BlobRef(blob.uri, blob.sha256), test, result.valid, result.best_epoch, result.epochs,
-            result.stopped_by, result.seconds, result.seconds_per_epoch, result.peak_memory_mb, dataset.version)
+            result.stopped_by, result.seconds, result.seconds_per_epoch, result.peak_memory_mb, dataset.version,
+            result.finetune_kept, result.insertion_sequences)
         self.jobs.save(job, outcome)
         logger.info("job %s: published %s (test ndcg@10 %.4f)", job.job_id, blob.uri, test["ndcg@10"])
         return outcome

@@ -85,6 +85,7 @@ def test_two_iterations_end_to_end(finished):
     assert sequences[0] == 120 and sequences[0] < sequences[1] < sequences[2]
     for it in run["iterations"]:
         assert set(it["student"]["test"]) >= {"ndcg@10", "recall@10"} and it["timings"]["train_student"] > 0
+        assert (it["student"]["finetune_kept"], it["student"]["insertion_sequences"]) == (None, 0)  # neither asked
     for it in run["iterations"][:2]:
         stats = it["generation"]["stats"]
         assert stats["rows"] == 2 * 120  # m attempts per real user

@@ -89,9 +89,11 @@ def test_train_messages_round_trip():
     assert tconv.report_from_message(tconv.progress_response(report).progress) == report
     outcome = tconv.TrainOutcome("j", BlobRef("s3://b/c.pt", "cd" * 32), {"ndcg@10": 0.1}, {"ndcg@20": 0.2}, 4, 9,
                                  "patience", 10.0, 1.1, 300.0, VERSION, reused=True)
-    back = tconv.outcome_from_message(tconv.result_response(outcome).result)
-    assert back == outcome and back.reused
-    assert tconv.outcome_from_json(tconv.outcome_to_json(outcome)) == outcome
+    for kept, inserted in ((None, 0), (False, 0), (True, 7)):  # unset, and a stage that validation dropped
+        sent = dataclasses.replace(outcome, finetune_kept=kept, insertion_sequences=inserted)
+        back = tconv.outcome_from_message(tconv.result_response(sent).result)
+        assert back == sent and back.reused and back.finetune_kept is kept
+        assert tconv.outcome_from_json(tconv.outcome_to_json(sent)) == sent
 
 
 def test_generate_job_validation():

@@ -72,11 +72,15 @@ def test_the_real_data_stage_streams_on_and_publishes_the_better_stage(env, teac
     noise = [rng.integers(1, teacher.dataset.num_items + 1, size=6) for _ in range(30)]
     augmented = publish_dataset(env.store, teacher.dataset.with_synthetic(noise))
     progress = []
-    outcome = env.client.train("two-stage", augmented, MODEL, replace(TRAIN, finetune_real=True),
+    outcome = env.client.train("two-stage", augmented, MODEL, replace(TRAIN, finetune_real=True, insertion_ratio=1.0),
                                on_progress=progress.append, timeout=120)
     assert [p.epoch for p in progress] == [1, 2, 3, 4] and outcome.epochs == 4
     assert outcome.valid["ndcg@20"] == max(p.valid["ndcg@20"] for p in progress)
     assert progress[outcome.best_epoch - 1].valid == outcome.valid
+    # the reply says what the model trained on and which stage it ends with
+    assert outcome.insertion_sequences == len(noise) and outcome.finetune_kept == (outcome.best_epoch > 2)
+    plain = env.client.train("one-stage", env.dataset, MODEL, TRAIN, timeout=120)
+    assert plain.finetune_kept is None and plain.insertion_sequences == 0
 
 
 def test_repeated_job_id_returns_the_stored_result(env):
