@@ -95,8 +95,6 @@ def report_from_message(message: trainer_pb2.TrainProgress) -> EpochReport:
 
 def result_response(outcome: TrainOutcome) -> trainer_pb2.TrainResponse:
     values = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)}
-    if outcome.finetune_kept is None:
-        del values["finetune_kept"]  # an optional field left unset
     values["checkpoint"] = blob_ref_to_message(outcome.checkpoint)
     return trainer_pb2.TrainResponse(result=trainer_pb2.TrainResult(**values))
 
