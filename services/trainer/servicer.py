@@ -68,9 +68,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         payload = checkpoint_bytes(result.model, job.train, dataset.version, {"test": test, "valid": result.valid})
         blob = self.store.put(f"checkpoints/{job.job_id}.pt", payload)
         outcome = convert.TrainOutcome(
-            job.job_id, BlobRef(blob.uri, blob.sha256), test, result.valid, result.best_epoch, result.epochs,
-            result.stopped_by, result.seconds, result.seconds_per_epoch, result.peak_memory_mb, dataset.version,
-            result.finetune_kept, result.insertion_sequences)
+            job_id=job.job_id, checkpoint=BlobRef(blob.uri, blob.sha256), test=test, valid=result.valid,
+            best_epoch=result.best_epoch, epochs=result.epochs, stopped_by=result.stopped_by, seconds=result.seconds,
+            seconds_per_epoch=result.seconds_per_epoch, peak_memory_mb=result.peak_memory_mb,
+            dataset_version=dataset.version, finetune_kept=result.finetune_kept,
+            insertion_sequences=result.insertion_sequences)
         self.jobs.save(job, outcome)
         logger.info("job %s: published %s (test ndcg@10 %.4f)", job.job_id, blob.uri, test["ndcg@10"])
         return outcome

@@ -22,7 +22,7 @@ TINY_MODEL = {"name": "sasrec", "dim": 16, "layers": 1, "heads": 1, "max_len": 2
 TINY_TRAIN = {"max_epochs": 2, "batch_size": 64, "lr": 0.01, "device": "cpu", "eval_batch_size": 256}
 TINY_GENERATION = {"m": 2, "max_len": 20, "tau": 10, "batch_rows": 512}
 
-__all__ = ["ROOT", "Orchestrator", "free_ports", "orchestrator_env", "service_env", "start_orchestrator",
+__all__ = ["ROOT", "TINY_TRAIN", "Orchestrator", "free_ports", "orchestrator_env", "service_env", "start_orchestrator",
            "start_process", "stop", "tiny_spec", "wait_for"]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from orchestrator_helpers import free_ports, orchestrator_env, start_orchestrator, stop, tiny_spec
+from orchestrator_helpers import TINY_TRAIN, free_ports, orchestrator_env, start_orchestrator, stop, tiny_spec
 
 from rsir.checkpoint import load_checkpoint
 from services.orchestrator.settings import OrchestratorSettings
@@ -61,7 +61,9 @@ def finished(redis_url, services, tiny_text, tmp_path_factory):
     http = httpx.Client(base_url=orchestrator.url, timeout=30)
     try:
         version = http.post("/datasets", params={"filename": "tiny.txt"}, content=tiny_text).json()["version"]
-        created = http.post("/runs", json=tiny_spec(version, name="end to end"))
+        # students also train on as many Insertion sequences as RSIR added (the dashboard shows how many)
+        spec = tiny_spec(version, name="end to end", train={**TINY_TRAIN, "insertion_ratio": 1})
+        created = http.post("/runs", json=spec)
         assert created.status_code == 201, created.text
         with http.stream("GET", created.json()["events"], timeout=180) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -85,7 +87,8 @@ def test_two_iterations_end_to_end(finished):
     assert sequences[0] == 120 and sequences[0] < sequences[1] < sequences[2]
     for it in run["iterations"]:
         assert set(it["student"]["test"]) >= {"ndcg@10", "recall@10"} and it["timings"]["train_student"] > 0
-        assert (it["student"]["finetune_kept"], it["student"]["insertion_sequences"]) == (None, 0)  # neither asked
+        synthetic = it["dataset_stats"]["synthetic_sequences"]  # Insertion adds as many as RSIR did, none to D0
+        assert (it["student"]["finetune_kept"], it["student"]["insertion_sequences"]) == (None, synthetic)
     for it in run["iterations"][:2]:
         stats = it["generation"]["stats"]
         assert stats["rows"] == 2 * 120  # m attempts per real user
@@ -180,6 +183,9 @@ def test_dashboard_renders_the_run_in_headless_chromium(finished, tmp_path):
             assert page.locator("#chart-sequences circle.pt").count() == 3
             page.wait_for_selector("#log div")  # the event stream replayed into the page
             assert page.locator("#iterations tbody tr").count() == 3
+            extras = page.eval_on_selector_all("#iterations td.extras", "els => els.map(e => e.textContent)")
+            inserted = [it["student"]["insertion_sequences"] for it in run["iterations"]]
+            assert extras == ["–"] + [f"+{n} Insertion" for n in inserted[1:]]
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
