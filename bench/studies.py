@@ -205,3 +205,21 @@ def _plot_matrix(gains: np.ndarray, teachers: list[str], students: list[str], pa
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def user_groups() -> str:
+    """ΔR@10 against the base by user group (bench/gains_by_group.py), one table per dataset and grouping."""
+    out = []
+    for r in records.load("gains-by-group-*.json"):
+        for name, buckets in r["groups"].items():
+            variants = list(buckets[0]["variants"])
+            seeds = " · ".join(f"{v}: {len(buckets[0]['variants'][v]['seeds'])}" for v in variants)
+            out += [f"**{r['dataset']}, by {name}** (seeds {seeds}; ΔR@10 vs base, paired t-test p; "
+                    f"`gains-by-group-{r['dataset']}.png`)\n",
+                    "| bucket | users | base R@10 | " + " | ".join(variants) + " |",
+                    "|---|---|---|" + "---|" * len(variants)]
+            out += [f"| {b['bucket']} | {b['users']} | {b['base_recall@10']:.4f} | " + " | ".join(
+                f"{100 * b['variants'][v]['relative']:+.1f} % ({b['variants'][v]['p_ttest']:.3f})" for v in variants)
+                + " |" for b in buckets]
+            out.append("")
+    return "\n".join(out) if out else "_no grouped results yet_\n"

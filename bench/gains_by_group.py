@@ -1,0 +1,120 @@
+"""Where the gains come from: test Recall@10 of saved RSIR and baseline rows by user group.
+
+Users are split by how many items precede their test target (short histories are where sparse
+data hurts) and by how often the target item occurs in the training view (rare targets are where
+generated data could add or take away signal). Each variant is paired against the base on the
+same users, seeds pooled, so a group's ΔR@10 and p-value read like the main table's. Reads the
+per-user ranks that bench/rsir_table.py keeps; trains nothing. Writes
+``bench/results/gains-by-group-{dataset}.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import records
+
+from rsir.evaluation import EvalResult, paired_test
+from rsir.sources import load_dataset
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+VARIANTS = ["rsir1-w0.5", "insertion-w0.5", "reorder-w0.5", "rsir1-w0.5-ft", "insertion-w0.5-ft", "reorder-w0.5-ft"]
+GROUPS = {  # name: [lower edges] (each bucket runs to the next edge)
+    "history length": [4, 5, 7, 10, 20],  # every user has at least 5 items, so at least 4 before the target
+    "target frequency in training": [0, 10, 20, 50, 100],
+}
+
+
+def user_keys(dataset_name: str, data_dir: str | None) -> dict[str, np.ndarray]:
+    """Per real user [U]: items before the test target, and the target's count in the training view."""
+    data = load_dataset(dataset_name, data_dir)
+    split = data.evaluation("test", max_len=1)
+    counts = np.bincount(data.training(max_len=10**6)[0].values, minlength=data.num_items + 1)
+    return {"history length": split.history.lengths, "target frequency in training": counts[split.targets]}
+
+
+def _label(edges: list[int], i: int) -> str:
+    if i + 1 == len(edges):
+        return f"≥{edges[i]}"
+    return str(edges[i]) if edges[i + 1] - 1 == edges[i] else f"{edges[i]}–{edges[i + 1] - 1}"
+
+
+def group_gains(rows: dict[str, dict[int, dict]], keys: dict[str, np.ndarray]) -> dict[str, list[dict]]:
+    """For each grouping, per bucket: users, base R@10, and each variant's ΔR@10 and p against the
+    base, paired over the seeds both have (users of those seeds pooled)."""
+    out: dict[str, list[dict]] = {}
+    for name, edges in GROUPS.items():
+        bucket = np.digitize(keys[name], edges) - 1  # [U]
+        out[name] = []
+        for i in range(len(edges)):
+            mask = bucket == i
+            base = records.ranks(list(rows["base"].values())).ranks[np.tile(mask, len(rows["base"]))]
+            entry = {"bucket": _label(edges, i), "users": int(mask.sum()),
+                     "base_recall@10": float(EvalResult(base).metrics()["recall@10"]), "variants": {}}
+            for variant, by_seed in rows.items():
+                seeds = sorted(set(by_seed) & set(rows["base"]))
+                if variant == "base" or not seeds:
+                    continue
+                pooled = np.tile(mask, len(seeds))
+                test = paired_test(EvalResult(records.ranks([rows["base"][s] for s in seeds]).ranks[pooled]),
+                                   EvalResult(records.ranks([by_seed[s] for s in seeds]).ranks[pooled]))
+                entry["variants"][variant] = {"seeds": seeds, "relative": test["relative"], "p_ttest": test["p_ttest"]}
+            out[name].append(entry)
+    return out
+
+
+def plot(dataset: str, gains: dict[str, list[dict]], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(gains), figsize=(6 * len(gains), 4), sharey=True)
+    for ax, (name, buckets) in zip(np.atleast_1d(axes), gains.items(), strict=True):
+        variants = list(buckets[0]["variants"])
+        width = 0.8 / len(variants)
+        for j, variant in enumerate(variants):
+            ax.bar(np.arange(len(buckets)) + (j - (len(variants) - 1) / 2) * width,
+                   [100 * b["variants"][variant]["relative"] for b in buckets], width,
+                   label=f"{variant} ({len(buckets[0]['variants'][variant]['seeds'])} seeds)")
+        ax.set_xticks(range(len(buckets)), [f"{b['bucket']}\n({b['users']} users)" for b in buckets], fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(name)
+        ax.set_ylabel("ΔR@10 vs base (%)")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle(f"{dataset}: test Recall@10 against the base, by user group (paired over shared seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["beauty", "sports", "toys"])
+    parser.add_argument("--model", default="sasrec")
+    parser.add_argument("--setting", default="strong")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS)
+    parser.add_argument("--data-dir", help="benchmark data folder (default: $RSIR_DATA_DIR)")
+    args = parser.parse_args()
+    for dataset in args.datasets:
+        rows: dict[str, dict[int, dict]] = {v: {} for v in ["base", *args.variants]}
+        for r in records.load(f"rsir/{dataset}-{args.model}-{args.setting}-seed*.json"):
+            if records.variant(r) in rows:
+                rows[records.variant(r)][r["seed"]] = r
+        rows = {v: by_seed for v, by_seed in rows.items() if set(by_seed) & set(rows["base"])}
+        if len(rows) < 2:
+            print(f"{dataset}: no variant shares a seed with the base; skipped")
+            continue
+        gains = group_gains(rows, user_keys(dataset, args.data_dir))
+        stem = records.RESULTS / f"gains-by-group-{dataset}"
+        stem.with_suffix(".json").write_text(json.dumps(
+            {"dataset": dataset, "model": args.model, "setting": args.setting, "groups": gains,
+             "date": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+        plot(dataset, gains, stem.with_suffix(".png"))
+        print(f"{dataset}: {[v for v in rows if v != 'base']} → {stem}.json and .png")
+
+
+if __name__ == "__main__":
+    main()
