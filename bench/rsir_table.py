@@ -66,12 +66,17 @@ def _finetune(data: SequenceDataset, model_config: ModelConfig, config: TrainCon
     both = finetune_real(data, model_config, config, first, progress=False)
     stage2 = both.history[len(first.history):]
     best = max(stage2, key=lambda r: r.valid[STOP_METRIC])
-    finetune = {"best_epoch": best.epoch - first.epochs, "epochs": len(stage2), "valid": best.valid,
+    finetune = {"best_epoch": best.epoch - first.epochs, "epochs": len(stage2), "valid": best.valid, "lr": config.lr,
                 "train_seconds": both.seconds - first.seconds, "kept": both.finetune_kept}
     if both.finetune_kept:
         tuned = _row(data, both)
         row = row | {k: tuned[k] for k in ("valid", "test", "ranks")}
     return both.model, row | {"finetune": finetune}
+
+
+def _second_stage(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """The real-data stage's config: the first stage's, with the learning rate scaled."""
+    return replace(config, lr=config.lr * args.finetune_lr_scale)
 
 
 def _save(name: str, row: dict) -> None:
@@ -119,7 +124,7 @@ def _fit_and_save(data: SequenceDataset, model_config: ModelConfig, config: Trai
     _save(f"{name}{args.tag}", {**meta, "tag": args.tag, **row})
     if not args.finetune:
         return first.model
-    model, tuned = _finetune(data, model_config, config, first, row)
+    model, tuned = _finetune(data, model_config, _second_stage(config, args), first, row)
     _save(f"{name}{args.tag}-ft", {**meta, "tag": f"{args.tag}-ft", **tuned})
     return model
 
@@ -135,7 +140,7 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         row["ranks"] = np.load(OUT / "ranks" / f"{stem}-base.npy")
         first = TrainResult(copy.deepcopy(base), row["best_epoch"], row["epochs"], row["valid"], "patience",
                             row["train_seconds"], peak_memory_mb=0.0)
-        _, row = _finetune(data, model_config, train_config, first, row)
+        _, row = _finetune(data, model_config, _second_stage(train_config, args), first, row)
         _save(f"{stem}-base-ft", {**row, "tag": "-ft"})
     teacher_name = args.teacher or model_name
     teacher = base if args.teacher is None else _base(data, dataset_name, teacher_name, seed, args)
@@ -200,6 +205,8 @@ def main() -> None:
                              "(2 with --tag x2: the control for rsir+insertion)")
     parser.add_argument("--finetune", action="store_true",
                         help="also fine-tune each augmented model on the real sequences alone (rows tagged -ft)")
+    parser.add_argument("--finetune-lr-scale", type=float, default=1.0,
+                        help="the real-data stage's learning rate relative to the first stage's (<1: gentler)")
     parser.add_argument("--tag", default="", help="suffix for result names of a variant (e.g. tau5)")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
