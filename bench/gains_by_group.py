@@ -49,22 +49,26 @@ def _label(edges: list[int], i: int) -> str:
 def group_gains(rows: dict[str, dict[int, dict]], keys: dict[str, np.ndarray]) -> dict[str, list[dict]]:
     """For each grouping, per bucket: users, base R@10, and each variant's ΔR@10 and p against the
     base, paired over the seeds both have (users of those seeds pooled)."""
+    base = {seed: records.ranks([r]).ranks for seed, r in rows["base"].items()}  # seed: [U]
+    pairs = {}  # variant: (its seeds shared with the base, base ranks [S*U], its ranks [S*U])
+    for variant, by_seed in rows.items():
+        if variant != "base":
+            seeds = sorted(set(by_seed) & set(base))
+            pairs[variant] = (seeds, np.concatenate([base[s] for s in seeds]),
+                              records.ranks([by_seed[s] for s in seeds]).ranks)
+    every_base = np.concatenate(list(base.values()))
     out: dict[str, list[dict]] = {}
     for name, edges in GROUPS.items():
         bucket = np.digitize(keys[name], edges) - 1  # [U]
         out[name] = []
         for i in range(len(edges)):
             mask = bucket == i
-            base = records.ranks(list(rows["base"].values())).ranks[np.tile(mask, len(rows["base"]))]
-            entry = {"bucket": _label(edges, i), "users": int(mask.sum()),
-                     "base_recall@10": float(EvalResult(base).metrics()["recall@10"]), "variants": {}}
-            for variant, by_seed in rows.items():
-                seeds = sorted(set(by_seed) & set(rows["base"]))
-                if variant == "base" or not seeds:
-                    continue
+            base_recall = EvalResult(every_base[np.tile(mask, len(base))]).metrics()["recall@10"]
+            entry = {"bucket": _label(edges, i), "users": int(mask.sum()), "base_recall@10": float(base_recall),
+                     "variants": {}}
+            for variant, (seeds, theirs, ours) in pairs.items():
                 pooled = np.tile(mask, len(seeds))
-                test = paired_test(EvalResult(records.ranks([rows["base"][s] for s in seeds]).ranks[pooled]),
-                                   EvalResult(records.ranks([by_seed[s] for s in seeds]).ranks[pooled]))
+                test = paired_test(EvalResult(theirs[pooled]), EvalResult(ours[pooled]))
                 entry["variants"][variant] = {"seeds": seeds, "relative": test["relative"], "p_ttest": test["p_ttest"]}
             out[name].append(entry)
     return out
