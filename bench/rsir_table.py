@@ -66,17 +66,13 @@ def _finetune(data: SequenceDataset, model_config: ModelConfig, config: TrainCon
     both = finetune_real(data, model_config, config, first, progress=False)
     stage2 = both.history[len(first.history):]
     best = max(stage2, key=lambda r: r.valid[STOP_METRIC])
-    finetune = {"best_epoch": best.epoch - first.epochs, "epochs": len(stage2), "valid": best.valid, "lr": config.lr,
+    finetune = {"best_epoch": best.epoch - first.epochs, "epochs": len(stage2), "valid": best.valid,
+                "lr": config.lr * config.finetune_lr_scale,
                 "train_seconds": both.seconds - first.seconds, "kept": both.finetune_kept}
     if both.finetune_kept:
         tuned = _row(data, both)
         row = row | {k: tuned[k] for k in ("valid", "test", "ranks")}
     return both.model, row | {"finetune": finetune}
-
-
-def _second_stage(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
-    """The real-data stage's config: the first stage's, with the learning rate scaled."""
-    return replace(config, lr=config.lr * args.finetune_lr_scale)
 
 
 def _save(name: str, row: dict) -> None:
@@ -124,7 +120,7 @@ def _fit_and_save(data: SequenceDataset, model_config: ModelConfig, config: Trai
     _save(f"{name}{args.tag}", {**meta, "tag": args.tag, **row})
     if not args.finetune:
         return first.model
-    model, tuned = _finetune(data, model_config, _second_stage(config, args), first, row)
+    model, tuned = _finetune(data, model_config, config, first, row)
     _save(f"{name}{args.tag}-ft", {**meta, "tag": f"{args.tag}-ft", **tuned})
     return model
 
@@ -132,7 +128,8 @@ def _fit_and_save(data: SequenceDataset, model_config: ModelConfig, config: Trai
 def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> None:
     data = load_dataset(dataset_name, args.data_dir)
     model_config, train_config = _configs(model_name, seed, args.setting)
-    train_config = replace(train_config, synthetic_weight=args.synthetic_weight)
+    train_config = replace(train_config, synthetic_weight=args.synthetic_weight,
+                           finetune_lr_scale=args.finetune_lr_scale)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
     base = _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
     if args.finetune and "base" in args.methods:  # the control: the same second stage on D0 alone
@@ -140,7 +137,7 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         row["ranks"] = np.load(OUT / "ranks" / f"{stem}-base.npy")
         first = TrainResult(copy.deepcopy(base), row["best_epoch"], row["epochs"], row["valid"], "patience",
                             row["train_seconds"], peak_memory_mb=0.0)
-        _, row = _finetune(data, model_config, _second_stage(train_config, args), first, row)
+        _, row = _finetune(data, model_config, train_config, first, row)
         _save(f"{stem}-base-ft", {**row, "tag": "-ft"})
     teacher_name = args.teacher or model_name
     teacher = base if args.teacher is None else _base(data, dataset_name, teacher_name, seed, args)
@@ -206,7 +203,8 @@ def main() -> None:
     parser.add_argument("--finetune", action="store_true",
                         help="also fine-tune each augmented model on the real sequences alone (rows tagged -ft)")
     parser.add_argument("--finetune-lr-scale", type=float, default=1.0,
-                        help="the real-data stage's learning rate relative to the first stage's (<1: gentler)")
+                        help="TrainConfig.finetune_lr_scale: the real-data stage's learning rate relative to "
+                             "the first stage's (<1: gentler)")
     parser.add_argument("--tag", default="", help="suffix for result names of a variant (e.g. tau5)")
     parser.add_argument("--data-dir")
     args = parser.parse_args()

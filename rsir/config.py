@@ -89,6 +89,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" picks CUDA when present
     synthetic_weight: float = 1.0  # loss weight of synthetic (generated) sequences; 0 leaves them out
     finetune_real: bool = False  # then continue on the real sequences alone, kept if validation rises
+    finetune_lr_scale: float = 1.0  # that stage's learning rate relative to lr (< 1: gentler, keeps more of stage one)
     insertion_ratio: float = 0.0  # Insertion sequences added per synthetic one (rsir.augmentation.stack_insertion)
     eval_batch_size: int = 1024
 
@@ -106,6 +107,7 @@ class TrainConfig:
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                "device", f"must be auto, cpu or cuda[:N], got {self.device!r}")
         _check(0 <= self.synthetic_weight <= 100, "synthetic_weight", "must be in [0, 100]")
+        _check(0 < self.finetune_lr_scale <= 10, "finetune_lr_scale", "must be in (0, 10]")
         _check(0 <= self.insertion_ratio <= 10, "insertion_ratio", "must be in [0, 10]")
         _check(1 <= self.eval_batch_size <= 1_000_000, "eval_batch_size", "must be in [1, 1000000]")
 

@@ -76,6 +76,7 @@ class TrainSpec(_Spec):
     device: str | None = Field(None, pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
     synthetic_weight: float | None = Field(None, ge=0, le=100)
     finetune_real: bool | None = None
+    finetune_lr_scale: float | None = Field(None, gt=0, le=10)
     insertion_ratio: float | None = Field(None, ge=0, le=10)
     eval_batch_size: int | None = Field(None, ge=1, le=1_000_000)
 

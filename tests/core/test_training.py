@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -211,6 +212,22 @@ def test_real_data_stage_is_kept_only_if_validation_rises(tiny_dataset, kept):
         assert result.best_epoch in (3, 4) and result.valid == result.history[result.best_epoch - 1].valid
     else:
         assert (result.best_epoch, result.valid) == (first.best_epoch, first.valid)
+
+
+def test_real_data_stage_learning_rate_scale_moves_the_weights_less(tiny_dataset):
+    """Adam's steps are about ``lr`` long, so a 0.1× stage moves stage one's weights far less."""
+    augmented = _with_noise(tiny_dataset)
+    config = TrainConfig(max_epochs=1, patience=1, seed=1)
+    first = replace(train(augmented, SMALL, config, progress=False), valid={})  # any second stage is kept
+    start = {k: v.clone() for k, v in first.model.state_dict().items()}
+
+    def moved(scale: float) -> float:
+        stage1 = replace(first, model=copy.deepcopy(first.model))
+        tuned = finetune_real(augmented, SMALL, replace(config, finetune_lr_scale=scale), stage1, progress=False)
+        return sum(float((tuned.model.state_dict()[k] - v).float().norm()) for k, v in start.items())
+
+    full, gentle = moved(1.0), moved(0.1)
+    assert 0 < gentle < 0.5 * full
 
 
 def test_real_data_stage_skips_without_synthetic_data_or_budget_and_obeys_cancellation(tiny_dataset):

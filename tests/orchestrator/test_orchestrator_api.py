@@ -100,6 +100,7 @@ def test_missing_or_wrong_token_is_401_on_every_mutating_endpoint(isolated, tiny
     ({"iterations": 100}, ["body", "iterations"]),
     ({"student": {"name": "bert4rec"}}, ["body", "student", "name"]),
     ({"train": {"lr": -1}}, ["body", "train", "lr"]),
+    ({"train": {"finetune_lr_scale": 0}}, ["body", "train", "finetune_lr_scale"]),
     ({"bogus": 1}, ["body", "bogus"]),
     ({"dataset": "../../etc/passwd"}, ["body", "dataset"]),
     ({"dataset": "a" * 64}, ["body", "dataset"]),

@@ -31,13 +31,14 @@ def test_selection_and_early_stop(scores, iterations, patience, expected):
 
 def test_spec_round_trips_through_the_run_document_with_infinite_tau():
     spec = RunSpec.model_validate({"dataset": "synthetic", "generation": {"tau": "inf", "p": 0.3},
-                                   "train": {"synthetic_weight": 0.5, "finetune_real": True},
+                                   "train": {"synthetic_weight": 0.5, "finetune_real": True, "finetune_lr_scale": 0.3},
                                    "teacher": {"model": {"name": "gru", "dim": 8}}})
     stored = json.loads(dumps(run_document(spec)))  # strict JSON, as Redis holds it
     again = RunSpec.model_validate(stored["spec"])
     assert math.isinf(again.generation.config(0).tau) and again.generation.config(0).p == 0.3
     assert again.teacher.model.config().name == "gru" and again == spec
-    assert again.train.config(0).finetune_real and again.train.config(0).synthetic_weight == 0.5
+    train = again.train.config(0)
+    assert train.finetune_real and (train.synthetic_weight, train.finetune_lr_scale) == (0.5, 0.3)
 
 
 @pytest.mark.parametrize(("spec", "config"), [(ModelSpec, ModelConfig), (TrainSpec, TrainConfig),

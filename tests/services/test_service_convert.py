@@ -31,7 +31,7 @@ def test_messages_mirror_the_core_dataclasses(cls, message):
 @pytest.mark.parametrize("config", [
     ModelConfig(name="gru", dim=32, layers=3, heads=4, dropout=0.1, max_len=30, cl_weight=0.5),
     TrainConfig(loss="sampled", negatives=7, lr=0.01, time_budget=12.5, seed=3, device="cpu",
-                synthetic_weight=0.5, finetune_real=True),
+                synthetic_weight=0.5, finetune_real=True, finetune_lr_scale=0.3),
     TrainConfig(),
     GenerationConfig(tau=math.inf, p=0.0, m=2, top_k=3, prefix="random", target="future", dedup=False, seed=9),
     GenerationConfig(),
