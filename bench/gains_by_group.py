@@ -25,7 +25,8 @@ from rsir.sources import load_dataset
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-VARIANTS = ["rsir1-w0.5", "insertion-w0.5", "reorder-w0.5", "rsir1-w0.5-ft", "insertion-w0.5-ft", "reorder-w0.5-ft"]
+VARIANTS = ["rsir1-w0.5", "insertion-w0.5", "reorder-w0.5", "rsir1-w0.5-ft", "insertion-w0.5-ft", "reorder-w0.5-ft",
+            "rsir1-w0.5-lr0.3-ft", "insertion-w0.5-lr0.3-ft", "base-lr0.3-ft"]  # -lr0.3: the gentler real-data stage
 GROUPS = {  # name: [lower edges] (each bucket runs to the next edge)
     "history length": [4, 5, 7, 10, 20],  # every user has at least 5 items, so at least 4 before the target
     "target frequency in training": [0, 10, 20, 50, 100],
@@ -87,9 +88,10 @@ def plot(dataset: str, gains: dict[str, list[dict]], path: Path) -> None:
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xlabel(name)
         ax.set_ylabel("ΔR@10 vs base (%)")
-    np.atleast_1d(axes)[0].legend(fontsize=8)
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)  # below: bars stay clear
     fig.suptitle(f"{dataset}: test Recall@10 against the base, by user group (paired over shared seeds)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 * (1 + (len(labels) - 1) // 5), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

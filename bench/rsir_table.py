@@ -138,7 +138,7 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         first = TrainResult(copy.deepcopy(base), row["best_epoch"], row["epochs"], row["valid"], "patience",
                             row["train_seconds"], peak_memory_mb=0.0)
         _, row = _finetune(data, model_config, train_config, first, row)
-        _save(f"{stem}-base-ft", {**row, "tag": "-ft"})
+        _save(f"{stem}-base{args.tag}-ft", {**row, "tag": f"{args.tag}-ft"})
     teacher_name = args.teacher or model_name
     teacher = base if args.teacher is None else _base(data, dataset_name, teacher_name, seed, args)
     generation = GenerationConfig(tau=args.tau, p=args.p, m=args.m, top_k=args.top_k, temperature=args.temperature,
