@@ -107,8 +107,8 @@ def main() -> None:
     for dataset in args.datasets:
         rows: dict[str, dict[int, dict]] = {v: {} for v in ["base", *args.variants]}
         for r in records.load(f"rsir/{dataset}-{args.model}-{args.setting}-seed*.json"):
-            if records.variant(r) in rows:
-                rows[records.variant(r)][r["seed"]] = r
+            if (variant := records.variant(r)) in rows:
+                rows[variant][r["seed"]] = r
         rows = {v: by_seed for v, by_seed in rows.items() if set(by_seed) & set(rows["base"])}
         if len(rows) < 2:
             print(f"{dataset}: no variant shares a seed with the base; skipped")

@@ -67,7 +67,7 @@ def _finetune(data: SequenceDataset, model_config: ModelConfig, config: TrainCon
     stage2 = both.history[len(first.history):]
     best = max(stage2, key=lambda r: r.valid[STOP_METRIC])
     finetune = {"best_epoch": best.epoch - first.epochs, "epochs": len(stage2), "valid": best.valid,
-                "lr": config.lr * config.finetune_lr_scale,
+                "lr": config.finetune_lr,
                 "train_seconds": both.seconds - first.seconds, "kept": both.finetune_kept}
     if both.finetune_kept:
         tuned = _row(data, both)

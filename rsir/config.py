@@ -108,8 +108,15 @@ class TrainConfig:
                "device", f"must be auto, cpu or cuda[:N], got {self.device!r}")
         _check(0 <= self.synthetic_weight <= 100, "synthetic_weight", "must be in [0, 100]")
         _check(0 < self.finetune_lr_scale <= 10, "finetune_lr_scale", "must be in (0, 10]")
+        _check(self.finetune_lr <= 10, "finetune_lr_scale",
+               f"lr × finetune_lr_scale must be <= 10, got {self.finetune_lr}")
         _check(0 <= self.insertion_ratio <= 10, "insertion_ratio", "must be in [0, 10]")
         _check(1 <= self.eval_batch_size <= 1_000_000, "eval_batch_size", "must be in [1, 1000000]")
+
+    @property
+    def finetune_lr(self) -> float:
+        """The real-data stage's learning rate (``finetune_real``); checked here, not mid-training."""
+        return self.lr * self.finetune_lr_scale
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def train(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConf
 def finetune_real(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfig, first: TrainResult, *,
                   on_epoch: Callable[[EpochReport], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, progress: bool = True) -> TrainResult:
-    """Continue ``first.model`` on the real sequences alone (fresh Adam at ``lr × finetune_lr_scale``,
+    """Continue ``first.model`` on the real sequences alone (fresh Adam at ``config.finetune_lr``,
     synthetic weight 0): a curriculum, synthetic-augmented data first and real data last, so that the
     model ends closest to the true distribution; a gentler rate keeps more of what the synthetic data
     taught about rare items. The stage is kept only if validation NDCG@20 rises above
@@ -152,7 +152,7 @@ def finetune_real(dataset: SequenceDataset, model_config: ModelConfig, config: T
 
     stage1 = copy.deepcopy(first.model.state_dict())
     second = _fit(dataset, model_config, replace(config, synthetic_weight=0.0, time_budget=remaining,
-                                                 lr=config.lr * config.finetune_lr_scale),
+                                                 lr=config.finetune_lr, finetune_lr_scale=1.0),
                   first.model, relay, should_stop, progress)
     kept = second.valid.get(STOP_METRIC, -math.inf) > first.valid.get(STOP_METRIC, -math.inf)
     if not kept:
