@@ -120,14 +120,15 @@ _GENERATION_KNOBS = re.compile(r"-(tau[\d.]+|k\d+|prefix-random|p[\d.]+|teacher-
 def _baselines(variant: str, tag: str, setting: str) -> list[str]:
     """The baselines an RSIR variant is held against: those trained the same way (its tag less the
     generation knobs, in the strong setting where the bar is measured; the paper setting's sweeps have
-    their own plots). ``rsir+insertion`` adds twice RSIR's count, so also those run with
-    ``--baseline-scale 2`` (tagged ``-x2`` before any ``-ft``)."""
+    their own plots). ``rsir+insertion`` and two RSIR iterations add about twice one iteration's
+    count, so they also meet those run with ``--baseline-scale 2`` (``-x2`` right after the weight:
+    ``insertion-w0.5-x2-lr0.3-ft``)."""
     if setting == "strong":
         tag = _GENERATION_KNOBS.sub("", tag)
     names = [f"reorder{tag}", f"insertion{tag}"]
-    if variant.startswith("rsir+insertion"):
-        stem, ft = (tag[:-3], "-ft") if tag.endswith("-ft") else (tag, "")
-        names += [f"reorder{stem}-x2{ft}", f"insertion{stem}-x2{ft}"]
+    if variant.startswith(("rsir+insertion", "rsir2")):
+        doubled = re.sub(r"^(-w[\d.]+)?", lambda m: f"{m.group(1) or ''}-x2", tag, count=1)
+        names += [f"reorder{doubled}", f"insertion{doubled}"]
     return names
 
 
