@@ -106,7 +106,7 @@ def rsir_table() -> str:
             if variant != "base" and paired:
                 test = paired_test(records.ranks([base[r["seed"]] for r in paired]), records.ranks(paired))
                 gain, p_value = f"{100 * test['relative']:+.1f} %", f"{test['p_ttest']:.3f}"
-            added = _added(rs[0])
+            added = f"{np.mean([_added(r) for r in rs]):.0f}"  # the seeds' mean, as in the versus table
             lines.append(f"| {dataset} | {model} | {setting} | {variant} | {len(rs)} | {added} | "
                          f"{np.mean([r['valid']['ndcg@20'] for r in rs]):.4f} | {recall:.4f} | "
                          f"{np.mean([r['test']['ndcg@10'] for r in rs]):.4f} | {gain} | {p_value} |")
