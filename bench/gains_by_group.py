@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -90,9 +91,10 @@ def plot(dataset: str, gains: dict[str, list[dict]], path: Path) -> None:
         ax.set_xlabel(name)
         ax.set_ylabel("ΔR@10 vs base (%)")
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)  # below: bars stay clear
+    ncol = min(len(labels), 5)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8)  # below: bars stay clear
     fig.suptitle(f"{dataset}: test Recall@10 against the base, by user group (paired over shared seeds)")
-    fig.tight_layout(rect=(0, 0.04 * (1 + (len(labels) - 1) // 5), 1, 1))
+    fig.tight_layout(rect=(0, 0.04 * math.ceil(len(labels) / ncol), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
