@@ -16,6 +16,8 @@ Examples::
     python bench/rsir_table.py --datasets sports --tau inf --iterations 3 --tag no-fidelity  # Table 2
     python bench/rsir_table.py --datasets sports --tau 5 --tag tau5 --methods rsir      # Table 7
     python bench/rsir_table.py --datasets beauty --teacher gru --methods rsir          # Fig. 4 (GRU → SASRec)
+    python bench/rsir_table.py --datasets toys --methods rsir --synthetic-weight 0.5 --finetune \
+        --finetune-lr-scale 0.3 --finetuned-teacher --tag w0.5-lr0.3-tft                  # rsir.loop's recipe
 """
 
 from __future__ import annotations
@@ -132,15 +134,20 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
                            finetune_lr_scale=args.finetune_lr_scale)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
     base = _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
-    if args.finetune and "base" in args.methods:  # the control: the same second stage on D0 alone
+    tuned_base = base
+    if args.finetune and ("base" in args.methods or args.finetuned_teacher):
+        # the control: the same second stage on D0 alone
         row = json.loads((OUT / f"{stem}-base.json").read_text())
         row["ranks"] = np.load(OUT / "ranks" / f"{stem}-base.npy")
         first = TrainResult(copy.deepcopy(base), row["best_epoch"], row["epochs"], row["valid"], "patience",
                             row["train_seconds"], peak_memory_mb=0.0)
-        _, row = _finetune(data, model_config, train_config, first, row)
+        tuned_base, row = _finetune(data, model_config, train_config, first, row)
         _save(f"{stem}-base{args.tag}-ft", {**row, "tag": f"{args.tag}-ft"})
     teacher_name = args.teacher or model_name
-    teacher = base if args.teacher is None else _base(data, dataset_name, teacher_name, seed, args)
+    if args.teacher is not None:
+        teacher = _base(data, dataset_name, teacher_name, seed, args)
+    else:  # rsir.loop's teacher is iteration 0's reported model: the fine-tuned base under finetune_real
+        teacher = tuned_base if args.finetuned_teacher else base
     generation = GenerationConfig(tau=args.tau, p=args.p, m=args.m, top_k=args.top_k, temperature=args.temperature,
                                   prefix=args.prefix, seed=seed)
     current, added = data, 0
@@ -161,9 +168,10 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         if "rsir" in args.methods:
             student = _fit_and_save(current, model_config, train_config, f"{stem}-rsir{k}", args, {
                 "method": "rsir", "iteration": k, "dataset": dataset_name, "model": model_name,
-                "teacher": teacher_name, "seed": seed, "setting": args.setting, "generation": asdict(generation),
-                "gen_stats": batches[-1].stats.to_dict(), "merge": counts, "generation_seconds": gen_seconds,
-                "synthetic_weight": args.synthetic_weight, "data": describe(current)})
+                "teacher": teacher_name, "finetuned_teacher": args.finetuned_teacher, "seed": seed,
+                "setting": args.setting, "generation": asdict(generation), "gen_stats": batches[-1].stats.to_dict(),
+                "merge": counts, "generation_seconds": gen_seconds, "synthetic_weight": args.synthetic_weight,
+                "data": describe(current)})
             # self-improvement: the student teaches next; a named teacher backbone retrains on D_k
             teacher = student if args.teacher is None else train(
                 current, replace(model_config, name=teacher_name), train_config, progress=False).model
@@ -205,9 +213,14 @@ def main() -> None:
     parser.add_argument("--finetune-lr-scale", type=float, default=1.0,
                         help="TrainConfig.finetune_lr_scale: the real-data stage's learning rate relative to "
                              "the first stage's (<1: gentler)")
+    parser.add_argument("--finetuned-teacher", action="store_true",
+                        help="with --finetune: iteration 1's teacher is the fine-tuned base, as in rsir.loop "
+                             "(default: the plain base, which every committed row used)")
     parser.add_argument("--tag", default="", help="suffix for result names of a variant (e.g. tau5)")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
+    if args.finetuned_teacher and not args.finetune:
+        parser.error("--finetuned-teacher needs --finetune")
     if args.tag and not args.tag.startswith("-"):
         args.tag = f"-{args.tag}"  # result names read <stem>-rsir1-<tag>
     if not math.isfinite(args.tau) and not args.tag:

@@ -113,8 +113,9 @@ def rsir_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-# generation knobs in a tag: they change what RSIR adds, not how any model trains
-_GENERATION_KNOBS = re.compile(r"-(tau[\d.]+|k\d+|prefix-random|p[\d.]+|teacher-\w+|(no-)?fidelity-m\d+)")
+# generation knobs in a tag: they change what RSIR adds, not how any model trains (tft: the teacher is
+# the fine-tuned base, --finetuned-teacher)
+_GENERATION_KNOBS = re.compile(r"-(tau[\d.]+|k\d+|prefix-random|p[\d.]+|tft|teacher-\w+|(no-)?fidelity-m\d+)")
 
 
 def _baselines(tag: str, setting: str) -> list[str]:

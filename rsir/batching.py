@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from rsir.datasets import Ragged
 
@@ -40,19 +42,41 @@ def random_batches(count: int, batch_size: int, rng: np.random.Generator) -> Ite
         yield order[start:start + batch_size]
 
 
-def packed_batch(rows: Ragged, index: np.ndarray, width: int) -> Batch:
-    """Pack sequences ``index`` (at most ``width + 1`` items each), in order, next-fit into rows of
-    ``width`` input tokens."""
-    lengths = rows.lengths[index] - 1
-    row = np.empty(len(index), dtype=np.int64)
-    col = np.empty(len(index), dtype=np.int64)
+def next_fit(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Lay sequences of ``lengths`` [B] (each ≤ ``width``) end to end, in order, into rows of
+    ``width`` tokens: (row [B], start column [B], number of rows)."""
+    row = np.empty(len(lengths), dtype=np.int64)
+    col = np.empty(len(lengths), dtype=np.int64)
     r, used = 0, 0
     for i, n in enumerate(lengths.tolist()):
         if used + n > width:
             r, used = r + 1, 0
         row[i], col[i] = r, used
         used += n
-    return _scatter(rows, index, row, col, r + 1, width)
+    return row, col, r + 1
+
+
+def packed_batch(rows: Ragged, index: np.ndarray, width: int) -> Batch:
+    """Pack sequences ``index`` (at most ``width + 1`` items each), in order, next-fit into rows of
+    ``width`` input tokens."""
+    row, col, n_rows = next_fit(rows.lengths[index] - 1, width)
+    return _scatter(rows, index, row, col, n_rows, width)
+
+
+def pack_padded(items: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Right-padded rows items [B, N] with lengths [B] (1..N) → packed tokens and segment ids
+    [R, N] (R ≤ B, see ``next_fit``) and each row's last token as a flat index [B] into R·N:
+    the same sequences without the compute spent on padding."""
+    b, n = items.shape
+    row, col, n_rows = next_fit(lengths.cpu().numpy(), n)
+    start = torch.from_numpy(row * n + col).to(items.device)  # [B]
+    valid = torch.arange(n, device=items.device)[None, :] < lengths[:, None]  # [B, N]
+    where = (start[:, None] + torch.arange(n, device=items.device))[valid]
+    tokens = items.new_zeros(n_rows * n)
+    segments = items.new_zeros(n_rows * n)
+    tokens[where] = items[valid]
+    segments[where] = torch.arange(1, b + 1, device=items.device)[:, None].expand(b, n)[valid]
+    return tokens.view(n_rows, n), segments.view(n_rows, n), start + lengths - 1
 
 
 def padded_batch(rows: Ragged, index: np.ndarray) -> Batch:

@@ -3,7 +3,8 @@
 Xie et al., "Contrastive Learning for Sequential Recommendation", ICDE 2022 (arXiv:2010.14395).
 Two views of every training sequence are made by a random choice of crop, mask and reorder; the
 sequence representations (last position) of the two views are pulled together against the other
-2B − 2 views of the batch (NT-Xent), weighted by ``cl_weight``. Inference is plain SASRec.
+2B − 2 views of the batch (NT-Xent), weighted by ``cl_weight``. The views are encoded packed, like
+training batches, so that padding costs nothing. Inference is plain SASRec.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rsir.batching import pack_padded
 from rsir.config import ModelConfig
 from rsir.models.sasrec import SASRec
 
@@ -53,8 +55,9 @@ class CL4SRec(SASRec):
     def auxiliary_loss(self, items: Tensor, lengths: Tensor) -> Tensor:
         if len(items) < 2:
             return items.new_zeros((), dtype=torch.float)
-        z = torch.cat([self.last_hidden(*self.augment(items, lengths)),
-                       self.last_hidden(*self.augment(items, lengths))])  # [2B, D]
+        both = torch.cat([items, items]), torch.cat([lengths, lengths])
+        tokens, segments, last = pack_padded(*self.augment(*both))  # two views of every row, packed
+        z = self.forward(tokens, segments).flatten(0, 1)[last]  # [2B, D]
         sim = z @ z.T / self.config.cl_temperature
         sim.fill_diagonal_(float("-inf"))
         b = len(items)

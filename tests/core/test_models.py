@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from rsir.batching import pack_padded
 from rsir.config import ModelConfig
 from rsir.errors import ConfigError
 from rsir.models import MODELS, build_model
@@ -67,6 +69,19 @@ def test_packed_segments_encode_like_separate_sequences(name):
     assert torch.allclose(out[4:10], model(b[None])[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("name", [n for n, cls in sorted(MODELS.items()) if cls.supports_segments])
+def test_packed_padded_rows_give_the_last_hidden_state_of_each_row(name):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, dim=16, heads=2, max_len=12), num_items=40).eval()
+    lengths = torch.tensor([3, 12, 1, 5, 7, 2, 9])
+    items = torch.randint(1, 41, (7, 12)) * (torch.arange(12)[None, :] < lengths[:, None])
+    tokens, segments, last = pack_padded(items, lengths)
+    assert tokens.shape[1] == 12 and len(tokens) < len(items)  # padding dropped, rows shared
+    assert (tokens > 0).sum() == lengths.sum() and torch.equal(tokens > 0, segments > 0)
+    packed = model(tokens, segments).flatten(0, 1)[last]
+    assert torch.allclose(packed, model.last_hidden(items, lengths), atol=1e-5)
+
+
 def test_unknown_model_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown model 'bert'"):
         build_model(ModelConfig(name="bert"), 10)
@@ -95,3 +110,12 @@ def test_cl4srec_views_are_valid_sequences():
         assert set(view[row, :n].tolist()) <= original | {model.mask_token}
     loss = model.train().auxiliary_loss(items, lengths)
     assert loss is not None and torch.isfinite(loss)
+    # the views are encoded packed; the objective is that of the padded views (NT-Xent, 2B − 2 negatives)
+    model.eval()
+    torch.manual_seed(5)
+    loss = model.auxiliary_loss(items, lengths)
+    torch.manual_seed(5)
+    z = model.last_hidden(*model.augment(torch.cat([items, items]), torch.cat([lengths, lengths])))
+    sim = (z @ z.T / model.config.cl_temperature).fill_diagonal_(float("-inf"))
+    labels = torch.cat([torch.arange(64, 128), torch.arange(64)])
+    assert torch.allclose(loss, model.config.cl_weight * F.cross_entropy(sim, labels), atol=1e-5)
