@@ -136,13 +136,14 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
     base = _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
     tuned_base = base
     if args.finetune and ("base" in args.methods or args.finetuned_teacher):
-        # the control: the same second stage on D0 alone
+        # the same second stage on D0 alone: the control (saved with --methods base) or the teacher
         row = json.loads((OUT / f"{stem}-base.json").read_text())
         row["ranks"] = np.load(OUT / "ranks" / f"{stem}-base.npy")
         first = TrainResult(copy.deepcopy(base), row["best_epoch"], row["epochs"], row["valid"], "patience",
                             row["train_seconds"], peak_memory_mb=0.0)
         tuned_base, row = _finetune(data, model_config, train_config, first, row)
-        _save(f"{stem}-base{args.tag}-ft", {**row, "tag": f"{args.tag}-ft"})
+        if "base" in args.methods:
+            _save(f"{stem}-base{args.tag}-ft", {**row, "tag": f"{args.tag}-ft"})
     teacher_name = args.teacher or model_name
     if args.teacher is not None:
         teacher = _base(data, dataset_name, teacher_name, seed, args)

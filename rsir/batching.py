@@ -75,7 +75,7 @@ def pack_padded(items: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]
     tokens = items.new_zeros(n_rows * n)
     segments = items.new_zeros(n_rows * n)
     tokens[where] = items[valid]
-    segments[where] = torch.arange(1, b + 1, device=items.device)[:, None].expand(b, n)[valid]
+    segments[where] = torch.arange(1, b + 1, device=items.device).repeat_interleave(lengths)
     return tokens.view(n_rows, n), segments.view(n_rows, n), start + lengths - 1
 
 
