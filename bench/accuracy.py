@@ -33,13 +33,20 @@ SETTINGS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "paper": (ModelConfig(dim=64, layers=2, heads=2, dropout=0.2),
               TrainConfig(loss="sampled", negatives=256, batch_size=256, patience=20)),
 }
+# Per-backbone choices made on validation by bench/tune.py (toys, seed 0; the sweep is in docs/results.md).
+CHOSEN: dict[tuple[str, str], dict[str, float]] = {("paper", "cl4srec"): {"cl_weight": 0.01}}
+
+
+def configs(setting: str, model_name: str, seed: int) -> tuple[ModelConfig, TrainConfig]:
+    """The setting's configs for one backbone and seed, with that backbone's validated choices."""
+    model_config, train_config = SETTINGS[setting]
+    return (replace(model_config, name=model_name, **CHOSEN.get((setting, model_name), {})),
+            replace(train_config, seed=seed))
 
 
 def run_one(dataset_name: str, model_name: str, setting: str, seed: int, data_dir: str | None) -> dict:
     dataset = load_dataset(dataset_name, data_dir)
-    model_config, train_config = SETTINGS[setting]
-    model_config = replace(model_config, name=model_name)
-    train_config = replace(train_config, seed=seed)
+    model_config, train_config = configs(setting, model_name, seed)
     start = time.perf_counter()
     result = train(dataset, model_config, train_config, progress=False)
     eval_start = time.perf_counter()

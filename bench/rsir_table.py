@@ -31,7 +31,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-from accuracy import SETTINGS
+from accuracy import SETTINGS, configs
 from machine import machine
 
 from rsir.analysis import describe
@@ -85,22 +85,20 @@ def _save(name: str, row: dict) -> None:
     print(f"{name}: test recall@10 {row['test']['recall@10']:.4f} ndcg@10 {row['test']['ndcg@10']:.4f}", flush=True)
 
 
-def _configs(model_name: str, seed: int, setting: str) -> tuple[ModelConfig, TrainConfig]:
-    model_config, train_config = SETTINGS[setting]
-    return replace(model_config, name=model_name), replace(train_config, seed=seed)
-
-
 def _base(data: SequenceDataset, dataset_name: str, model_name: str, seed: int,
           args: argparse.Namespace) -> SequentialRecommender:
     """The base model of (dataset, backbone, seed) on D0: cached, or trained and recorded."""
-    model_config, train_config = _configs(model_name, seed, args.setting)
+    model_config, train_config = configs(args.setting, model_name, seed)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
     CACHE.mkdir(exist_ok=True)
     base_ckpt = CACHE / f"{stem}-base.pt"
-    if base_ckpt.exists() and (OUT / f"{stem}-base.json").exists():
-        return load_checkpoint(base_ckpt)[0]
-    if base_ckpt.exists():  # trained by accuracy.py: evaluate it here for the per-user ranks
+    if base_ckpt.exists():
         model, info = load_checkpoint(base_ckpt)
+        if info.model_config != model_config:
+            raise SystemExit(f"{base_ckpt} was trained with another {model_name} config; delete it to retrain")
+        if (OUT / f"{stem}-base.json").exists():
+            return model
+        # trained by accuracy.py: evaluate it here for the per-user ranks
         test = evaluate(model, data, "test")
         _save(f"{stem}-base", {"method": "base", "dataset": dataset_name, "model": model_name, "seed": seed,
                                "setting": args.setting, "data": describe(data), **info.metrics,
@@ -129,7 +127,7 @@ def _fit_and_save(data: SequenceDataset, model_config: ModelConfig, config: Trai
 
 def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> None:
     data = load_dataset(dataset_name, args.data_dir)
-    model_config, train_config = _configs(model_name, seed, args.setting)
+    model_config, train_config = configs(args.setting, model_name, seed)
     train_config = replace(train_config, synthetic_weight=args.synthetic_weight,
                            finetune_lr_scale=args.finetune_lr_scale)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
@@ -175,7 +173,7 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
                 "data": describe(current)})
             # self-improvement: the student teaches next; a named teacher backbone retrains on D_k
             teacher = student if args.teacher is None else train(
-                current, replace(model_config, name=teacher_name), train_config, progress=False).model
+                current, configs(args.setting, teacher_name, seed)[0], train_config, progress=False).model
     for method in ("reorder", "insertion"):
         if method in args.methods:
             count = round(args.baseline_scale * added)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import records
 import studies
+import tune
 
 from rsir.evaluation import paired_test
 
@@ -25,31 +26,37 @@ PAPER_TABLE1 = {  # the RSIR paper's base rows (Table 1), Recall@10 / NDCG@10
 }
 
 
+def _cpu(row: dict) -> str:
+    """``Intel(R) Xeon(R) Processor`` → ``Intel Xeon``: the CPU a row's times were measured on."""
+    return row["machine"]["cpu"].replace("(R)", "").replace(" Processor", "")
+
+
 def accuracy_table() -> str:
     rows = records.load("accuracy-*.json")
     if not rows:
         return "_no accuracy results yet_\n"
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[(r["setting"], r["dataset"], r["model"])].append(r)
+    for r in rows:  # CL4SRec's contrastive weight is named: its rows have been trained with more than one
+        label = r["model"] + (f" (λ {r['model_config']['cl_weight']:g})" if r["model"] == "cl4srec" else "")
+        groups[(r["setting"], r["dataset"], label)].append(r)
     lines = ["| setting | dataset | model | seeds | test Recall@10 | test NDCG@10 | paper base R@10 / N@10 | "
-             "epochs (best) | s/epoch | minutes | threads | peak MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "epochs (best) | s/epoch | minutes | threads | peak MiB | CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (setting, dataset, model), rs in sorted(groups.items()):
         recall = np.mean([r["test"]["recall@10"] for r in rs])
         ndcg = np.mean([r["test"]["ndcg@10"] for r in rs])
-        paper = PAPER_TABLE1.get((dataset, model))
+        paper = PAPER_TABLE1.get((dataset, model.split()[0]))
         paper_s = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "–"
         lines.append(
             f"| {setting} | {dataset} | {model} | {len(rs)} | {recall:.4f} | {ndcg:.4f} | {paper_s} | "
             f"{np.mean([r['epochs'] for r in rs]):.0f} ({np.mean([r['best_epoch'] for r in rs]):.0f}) | "
             f"{np.mean([r['seconds_per_epoch'] for r in rs]):.1f} | "
             f"{np.mean([r['train_seconds'] for r in rs]) / 60:.1f} | {rs[0]['machine']['torch_threads']} | "
-            f"{max(r['peak_memory_mb'] for r in rs):.0f} |")
-    machine = rows[-1]["machine"]
-    lines.append(f"\nMachine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, GPU: "
-                 f"{machine['cuda'] or 'none'}. Runs with 1 thread shared the machine with other work (their "
-                 "seconds are an upper bound).")
+            f"{max(r['peak_memory_mb'] for r in rs):.0f} | {', '.join(sorted({_cpu(r) for r in rs}))} |")
+    machines = sorted({(m["cores"], m["torch"], m["cuda"] or "none") for m in (r["machine"] for r in rows)})
+    lines.append("\nMachines: " + "; ".join(f"{c} cores, torch {t}, GPU: {g}" for c, t, g in machines)
+                 + ". Runs with 1 thread shared the machine with other work (their seconds are an upper bound; "
+                 "compare times only on one CPU).")
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +216,10 @@ def main() -> None:
         "# Results\n\nProduced by `python bench/summarize.py` from `bench/results/*.json`; rerun the scripts in "
         "`bench/` to reproduce. Test metrics are full-ranking leave-one-out with the user's history masked, at the "
         "epoch chosen on validation NDCG@20.\n\n## Backbones (bench/accuracy.py)\n\n" + backbones
+        + "\n### Validation sweeps (bench/tune.py)\n\nThe point in bold has the best validation NDCG@20; test "
+        + "columns show what that choice did and were not used to make it. The bench's choices (`accuracy.CHOSEN`) "
+        + "keep a backbone's defining term: CL4SRec takes the best point with a contrastive weight above 0 "
+        + "(0.01), since λ = 0 is SASRec.\n\n" + tune.table()
         + "\n## RSIR against the baselines (bench/rsir_table.py)\n\n" + rsir
         + "\nHead to head with the baselines trained the same way (the same loss weight and stages; generation "
         + "knobs such as τ change only what RSIR adds, so the synthetic counts say how even the match is; `-x2` "

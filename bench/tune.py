@@ -1,0 +1,120 @@
+"""A validation sweep of one backbone's settings → bench/results/tune/*.json.
+
+Each point overrides fields of the setting's ``ModelConfig`` or ``TrainConfig`` (``accuracy.py``'s
+``SETTINGS``, before any per-backbone choice) and trains once. The point to keep is the one with the
+best validation NDCG@20, never the best test; test metrics are saved so that a reader can see what
+the choice did.
+
+Usage: ``python bench/tune.py --dataset toys --model cl4srec --setting paper
+--points cl_weight=0.1 cl_weight=0 cl_weight=0.02,cl_temperature=0.5`` (needs ``RSIR_DATA_DIR``
+or ``--data-dir``). A point's fields are comma-separated ``field=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+from accuracy import SETTINGS  # bench/ is on sys.path when a script here runs
+from machine import machine
+
+from rsir.config import ModelConfig, TrainConfig
+from rsir.errors import ConfigError
+from rsir.evaluation import evaluate
+from rsir.resources import resolve_device
+from rsir.sources import load_dataset
+from rsir.training import train
+
+RESULTS = Path(__file__).resolve().parent / "results" / "tune"
+MODEL_FIELDS = {f.name: f.type for f in fields(ModelConfig)}
+TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def parse_point(text: str) -> dict[str, object]:
+    """``"cl_weight=0.02,loss=ce"`` → ``{"cl_weight": 0.02, "loss": "ce"}``, typed as the field is."""
+    point: dict[str, object] = {}
+    kinds = MODEL_FIELDS | TRAIN_FIELDS
+    for pair in text.split(","):
+        name, sep, value = pair.partition("=")
+        kind = kinds.get(name) if name not in ("name", "seed") else None  # given by --model, --seed
+        if not sep or kind not in ("int", "float", "str"):
+            raise SystemExit(f"bad point {text!r}: expected field=value with a number or text field of "
+                             "ModelConfig or TrainConfig")
+        try:
+            point[name] = {"int": int, "float": float, "str": str}[kind](value)
+        except ValueError:
+            raise SystemExit(f"bad point {text!r}: {name} needs an {kind}, got {value!r}") from None
+    return point
+
+
+def point_tag(point: dict[str, object], eq: str = "", sep: str = "-") -> str:
+    """``{"cl_weight": 0.02}`` → ``cl_weight0.02`` for file names, ``cl_weight = 0.02`` for tables."""
+    return sep.join(f"{k}{eq}{v:g}" if isinstance(v, float) else f"{k}{eq}{v}" for k, v in sorted(point.items()))
+
+
+def run_point(dataset_name: str, model_name: str, setting: str, seed: int, point: dict[str, object],
+              data_dir: str | None) -> dict:
+    dataset = load_dataset(dataset_name, data_dir)
+    model_config, train_config = SETTINGS[setting]
+    try:
+        model_config = replace(model_config, name=model_name,
+                               **{k: v for k, v in point.items() if k in MODEL_FIELDS})
+        train_config = replace(train_config, seed=seed, **{k: v for k, v in point.items() if k in TRAIN_FIELDS})
+    except ConfigError as exc:
+        raise SystemExit(f"bad point {point}: {exc}") from None
+    result = train(dataset, model_config, train_config, progress=False)
+    test = evaluate(result.model, dataset, "test", device=resolve_device(train_config.device)).metrics()
+    return {
+        "dataset": dataset_name, "model": model_name, "setting": setting, "seed": seed, "point": point,
+        "model_config": asdict(model_config), "train_config": asdict(train_config),
+        "valid": result.valid, "test": test, "best_epoch": result.best_epoch, "epochs": result.epochs,
+        "train_seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch,
+        "peak_memory_mb": result.peak_memory_mb, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def table() -> str:
+    """Markdown: every sweep's points, the one with the best validation NDCG@20 in bold."""
+    groups: dict[tuple, list[dict]] = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        row = json.loads(path.read_text())
+        groups.setdefault((row["dataset"], row["model"], row["setting"], row["seed"]), []).append(row)
+    if not groups:
+        return "_no sweeps yet_\n"
+    lines = ["| dataset | model | setting | seed | point | valid NDCG@20 | valid R@10 | test R@10 | test N@10 | "
+             "epochs (best) | s/epoch |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, model, setting, seed), rows in sorted(groups.items()):
+        best = max(r["valid"]["ndcg@20"] for r in rows)
+        for r in sorted(rows, key=lambda r: -r["valid"]["ndcg@20"]):
+            mark = "**" if r["valid"]["ndcg@20"] == best else ""
+            lines.append(
+                f"| {dataset} | {model} | {setting} | {seed} | {mark}{point_tag(r['point'], ' = ', ', ')}{mark} | "
+                f"{r['valid']['ndcg@20']:.4f} | {r['valid']['recall@10']:.4f} | {r['test']['recall@10']:.4f} | "
+                f"{r['test']['ndcg@10']:.4f} | {r['epochs']} ({r['best_epoch']}) | {r['seconds_per_epoch']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--setting", default="paper", choices=list(SETTINGS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--points", nargs="+", required=True, type=parse_point)
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for point in args.points:
+        row = run_point(args.dataset, args.model, args.setting, args.seed, point, args.data_dir)
+        name = f"{args.dataset}-{args.model}-{args.setting}-seed{args.seed}-{point_tag(point)}.json"
+        (RESULTS / name).write_text(json.dumps(row, indent=2) + "\n")
+        print(f"{point_tag(point):40} valid ndcg@20 {row['valid']['ndcg@20']:.4f} "
+              f"(test recall@10 {row['test']['recall@10']:.4f}; {row['epochs']} epochs, "
+              f"{row['train_seconds'] / 60:.1f} min)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
