@@ -14,14 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from machine import machine  # bench/ is on sys.path when a script here runs
 
 from rsir.checkpoint import save_checkpoint
 from rsir.config import ModelConfig, TrainConfig
+from rsir.datasets import SequenceDataset
 from rsir.evaluation import evaluate
+from rsir.models import SequentialRecommender
 from rsir.resources import resolve_device
 from rsir.sources import load_dataset
 from rsir.training import train
@@ -34,29 +36,30 @@ SETTINGS: dict[str, tuple[ModelConfig, TrainConfig]] = {
               TrainConfig(loss="sampled", negatives=256, batch_size=256, patience=20)),
 }
 # Per-backbone choices made on validation by bench/tune.py (toys, seed 0; the sweep is in docs/results.md).
-CHOSEN: dict[tuple[str, str], dict[str, float]] = {("paper", "cl4srec"): {"cl_weight": 0.01}}
+CHOSEN: dict[tuple[str, str], dict[str, object]] = {("paper", "cl4srec"): {"cl_weight": 0.01}}
+MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 
 
-def configs(setting: str, model_name: str, seed: int) -> tuple[ModelConfig, TrainConfig]:
-    """The setting's configs for one backbone and seed, with that backbone's validated choices."""
+def configs(setting: str, model_name: str, seed: int,
+            overrides: dict[str, object] | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The setting's configs for one backbone and seed, with ``overrides`` of any ModelConfig or
+    TrainConfig field; by default that backbone's validated choices (``CHOSEN``)."""
+    if overrides is None:
+        overrides = CHOSEN.get((setting, model_name), {})
     model_config, train_config = SETTINGS[setting]
-    return (replace(model_config, name=model_name, **CHOSEN.get((setting, model_name), {})),
-            replace(train_config, seed=seed))
+    return (replace(model_config, name=model_name, **{k: v for k, v in overrides.items() if k in MODEL_FIELDS}),
+            replace(train_config, seed=seed, **{k: v for k, v in overrides.items() if k not in MODEL_FIELDS}))
 
 
-def run_one(dataset_name: str, model_name: str, setting: str, seed: int, data_dir: str | None) -> dict:
-    dataset = load_dataset(dataset_name, data_dir)
-    model_config, train_config = configs(setting, model_name, seed)
+def fit(dataset: SequenceDataset, model_config: ModelConfig, train_config: TrainConfig) -> tuple[
+        SequentialRecommender, dict]:
+    """Train with early stopping on validation, then test the chosen epoch: the model and its record
+    (configs, metrics, timings, peak memory, machine)."""
     start = time.perf_counter()
     result = train(dataset, model_config, train_config, progress=False)
     eval_start = time.perf_counter()
     test = evaluate(result.model, dataset, "test", device=resolve_device(train_config.device)).metrics()
-    summary = {"valid": result.valid, "test": test, "best_epoch": result.best_epoch, "epochs": result.epochs,
-               "train_seconds": result.seconds}
-    save_checkpoint(CACHE / f"{dataset_name}-{model_name}-{setting}-seed{seed}-base.pt", result.model, train_config,
-                    dataset.version, summary)
-    return {
-        "dataset": dataset_name, "model": model_name, "setting": setting, "seed": seed,
+    return result.model, {
         "model_config": asdict(model_config), "train_config": asdict(train_config),
         "valid": result.valid, "test": test, "best_epoch": result.best_epoch, "epochs": result.epochs,
         "stopped_by": result.stopped_by, "train_seconds": result.seconds,
@@ -64,6 +67,16 @@ def run_one(dataset_name: str, model_name: str, setting: str, seed: int, data_di
         "total_seconds": time.perf_counter() - start, "peak_memory_mb": result.peak_memory_mb,
         "machine": machine(), "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def run_one(dataset_name: str, model_name: str, setting: str, seed: int, data_dir: str | None) -> dict:
+    dataset = load_dataset(dataset_name, data_dir)
+    model_config, train_config = configs(setting, model_name, seed)
+    model, row = fit(dataset, model_config, train_config)
+    summary = {k: row[k] for k in ("valid", "test", "best_epoch", "epochs", "train_seconds")}
+    save_checkpoint(CACHE / f"{dataset_name}-{model_name}-{setting}-seed{seed}-base.pt", model, train_config,
+                    dataset.version, summary)
+    return {"dataset": dataset_name, "model": model_name, "setting": setting, "seed": seed, **row}
 
 
 def main() -> None:

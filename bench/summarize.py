@@ -38,17 +38,17 @@ def accuracy_table() -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:  # CL4SRec's contrastive weight is named: its rows have been trained with more than one
         label = r["model"] + (f" (λ {r['model_config']['cl_weight']:g})" if r["model"] == "cl4srec" else "")
-        groups[(r["setting"], r["dataset"], label)].append(r)
+        groups[(r["setting"], r["dataset"], r["model"], label)].append(r)
     lines = ["| setting | dataset | model | seeds | test Recall@10 | test NDCG@10 | paper base R@10 / N@10 | "
              "epochs (best) | s/epoch | minutes | threads | peak MiB | CPU |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (setting, dataset, model), rs in sorted(groups.items()):
+    for (setting, dataset, model, label), rs in sorted(groups.items()):
         recall = np.mean([r["test"]["recall@10"] for r in rs])
         ndcg = np.mean([r["test"]["ndcg@10"] for r in rs])
-        paper = PAPER_TABLE1.get((dataset, model.split()[0]))
+        paper = PAPER_TABLE1.get((dataset, model))
         paper_s = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else "–"
         lines.append(
-            f"| {setting} | {dataset} | {model} | {len(rs)} | {recall:.4f} | {ndcg:.4f} | {paper_s} | "
+            f"| {setting} | {dataset} | {label} | {len(rs)} | {recall:.4f} | {ndcg:.4f} | {paper_s} | "
             f"{np.mean([r['epochs'] for r in rs]):.0f} ({np.mean([r['best_epoch'] for r in rs]):.0f}) | "
             f"{np.mean([r['seconds_per_epoch'] for r in rs]):.1f} | "
             f"{np.mean([r['train_seconds'] for r in rs]) / 60:.1f} | {rs[0]['machine']['torch_threads']} | "

@@ -14,32 +14,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from dataclasses import asdict, fields, replace
-from pathlib import Path
+from dataclasses import fields
 
-from accuracy import SETTINGS  # bench/ is on sys.path when a script here runs
-from machine import machine
+import records
+from accuracy import SETTINGS, configs, fit  # bench/ is on sys.path when a script here runs
 
 from rsir.config import ModelConfig, TrainConfig
+from rsir.datasets import SequenceDataset
 from rsir.errors import ConfigError
-from rsir.evaluation import evaluate
-from rsir.resources import resolve_device
 from rsir.sources import load_dataset
-from rsir.training import train
 
-RESULTS = Path(__file__).resolve().parent / "results" / "tune"
-MODEL_FIELDS = {f.name: f.type for f in fields(ModelConfig)}
-TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}
+RESULTS = records.RESULTS / "tune"
+FIELDS = {f.name: f.type for f in fields(ModelConfig) + fields(TrainConfig)}
 
 
 def parse_point(text: str) -> dict[str, object]:
     """``"cl_weight=0.02,loss=ce"`` → ``{"cl_weight": 0.02, "loss": "ce"}``, typed as the field is."""
     point: dict[str, object] = {}
-    kinds = MODEL_FIELDS | TRAIN_FIELDS
     for pair in text.split(","):
         name, sep, value = pair.partition("=")
-        kind = kinds.get(name) if name not in ("name", "seed") else None  # given by --model, --seed
+        kind = FIELDS.get(name) if name not in ("name", "seed") else None  # given by --model, --seed
         if not sep or kind not in ("int", "float", "str"):
             raise SystemExit(f"bad point {text!r}: expected field=value with a number or text field of "
                              "ModelConfig or TrainConfig")
@@ -55,32 +49,21 @@ def point_tag(point: dict[str, object], eq: str = "", sep: str = "-") -> str:
     return sep.join(f"{k}{eq}{v:g}" if isinstance(v, float) else f"{k}{eq}{v}" for k, v in sorted(point.items()))
 
 
-def run_point(dataset_name: str, model_name: str, setting: str, seed: int, point: dict[str, object],
-              data_dir: str | None) -> dict:
-    dataset = load_dataset(dataset_name, data_dir)
-    model_config, train_config = SETTINGS[setting]
+def run_point(dataset: SequenceDataset, dataset_name: str, model_name: str, setting: str, seed: int,
+              point: dict[str, object]) -> dict:
+    """Train the setting's configs with ``point`` in place of the backbone's validated choices."""
     try:
-        model_config = replace(model_config, name=model_name,
-                               **{k: v for k, v in point.items() if k in MODEL_FIELDS})
-        train_config = replace(train_config, seed=seed, **{k: v for k, v in point.items() if k in TRAIN_FIELDS})
+        model_config, train_config = configs(setting, model_name, seed, point)
     except ConfigError as exc:
         raise SystemExit(f"bad point {point}: {exc}") from None
-    result = train(dataset, model_config, train_config, progress=False)
-    test = evaluate(result.model, dataset, "test", device=resolve_device(train_config.device)).metrics()
-    return {
-        "dataset": dataset_name, "model": model_name, "setting": setting, "seed": seed, "point": point,
-        "model_config": asdict(model_config), "train_config": asdict(train_config),
-        "valid": result.valid, "test": test, "best_epoch": result.best_epoch, "epochs": result.epochs,
-        "train_seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch,
-        "peak_memory_mb": result.peak_memory_mb, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
-    }
+    row = fit(dataset, model_config, train_config)[1]
+    return {"dataset": dataset_name, "model": model_name, "setting": setting, "seed": seed, "point": point, **row}
 
 
 def table() -> str:
     """Markdown: every sweep's points, the one with the best validation NDCG@20 in bold."""
     groups: dict[tuple, list[dict]] = {}
-    for path in sorted(RESULTS.glob("*.json")):
-        row = json.loads(path.read_text())
+    for row in records.load("tune/*.json"):
         groups.setdefault((row["dataset"], row["model"], row["setting"], row["seed"]), []).append(row)
     if not groups:
         return "_no sweeps yet_\n"
@@ -107,8 +90,9 @@ def main() -> None:
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(args.dataset, args.data_dir)
     for point in args.points:
-        row = run_point(args.dataset, args.model, args.setting, args.seed, point, args.data_dir)
+        row = run_point(dataset, args.dataset, args.model, args.setting, args.seed, point)
         name = f"{args.dataset}-{args.model}-{args.setting}-seed{args.seed}-{point_tag(point)}.json"
         (RESULTS / name).write_text(json.dumps(row, indent=2) + "\n")
         print(f"{point_tag(point):40} valid ndcg@20 {row['valid']['ndcg@20']:.4f} "
