@@ -6,7 +6,8 @@ Insertion add exactly as many sequences as RSIR did (``rsir+insertion``: both at
 ``TrainConfig.insertion_ratio`` trains on).
 ``--teacher`` lets another backbone's base model generate for the student (weak-to-strong).
 Base checkpoints are cached under ``bench/cache`` (also written by ``accuracy.py``) so that
-variants (``--tag``) reuse the same teacher. Per-user test ranks are kept
+variants (``--tag``) reuse the same teacher; a run of the baselines alone takes RSIR's count from
+a recorded RSIR row with the same teacher and generation settings, and needs no teacher. Per-user test ranks are kept
 (``bench/results/rsir/ranks``) so ``summarize.py`` can run paired tests across seeds.
 
 Examples::
@@ -125,11 +126,30 @@ def _fit_and_save(data: SequenceDataset, model_config: ModelConfig, config: Trai
     return model
 
 
-def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> None:
-    data = load_dataset(dataset_name, args.data_dir)
+def _configs(model_name: str, seed: int, args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The backbone's bench configs with this run's synthetic weight and real-data stage rate."""
     model_config, train_config = configs(args.setting, model_name, seed)
-    train_config = replace(train_config, synthetic_weight=args.synthetic_weight,
-                           finetune_lr_scale=args.finetune_lr_scale)
+    return model_config, replace(train_config, synthetic_weight=args.synthetic_weight,
+                                 finetune_lr_scale=args.finetune_lr_scale)
+
+
+def _recorded_count(stem: str, teacher_name: str, generation: GenerationConfig, finetuned_teacher: bool) -> int | None:
+    """How many sequences RSIR's first iteration added, read from a row already recorded with the same
+    teacher and generation settings: a baseline-only run then needs no teacher, which a machine without
+    the checkpoint cache would otherwise retrain just to count."""
+    for path in sorted(OUT.glob(f"{stem}-rsir1*.json")):
+        row = json.loads(path.read_text())
+        if (row.get("teacher"), row.get("finetuned_teacher", False), row["generation"]) == (
+                teacher_name, finetuned_teacher, asdict(generation)):
+            return row["merge"]["added"]
+    return None
+
+
+def _iterate(data: SequenceDataset, dataset_name: str, model_name: str, seed: int, generation: GenerationConfig,
+             args: argparse.Namespace) -> int:
+    """The base model, its fine-tuned control, and RSIR's iterations (the methods that ask for them):
+    returns how many sequences the first iteration added, the count the baselines match."""
+    model_config, train_config = _configs(model_name, seed, args)
     stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
     base = _base(data, dataset_name, model_name, seed, args)  # the row every method is compared against
     tuned_base = base
@@ -147,8 +167,6 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
         teacher = _base(data, dataset_name, teacher_name, seed, args)
     else:  # rsir.loop's teacher is iteration 0's reported model: the fine-tuned base under finetune_real
         teacher = tuned_base if args.finetuned_teacher else base
-    generation = GenerationConfig(tau=args.tau, p=args.p, m=args.m, top_k=args.top_k, temperature=args.temperature,
-                                  prefix=args.prefix, seed=seed)
     current, added = data, 0
     for k in range(1, args.iterations + 1):
         start = time.perf_counter()
@@ -164,24 +182,39 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
                     "teacher": teacher_name, "seed": seed, "setting": args.setting, "generation": asdict(generation),
                     "merge": counts, "added": stacked.num_synthetic, "synthetic_weight": args.synthetic_weight,
                     "data": describe(stacked)})
-        if "rsir" in args.methods:
-            student = _fit_and_save(current, model_config, train_config, f"{stem}-rsir{k}", args, {
-                "method": "rsir", "iteration": k, "dataset": dataset_name, "model": model_name,
-                "teacher": teacher_name, "finetuned_teacher": args.finetuned_teacher, "seed": seed,
-                "setting": args.setting, "generation": asdict(generation), "gen_stats": batches[-1].stats.to_dict(),
-                "merge": counts, "generation_seconds": gen_seconds, "synthetic_weight": args.synthetic_weight,
-                "data": describe(current)})
-            # self-improvement: the student teaches next; a named teacher backbone retrains on D_k
-            teacher = student if args.teacher is None else train(
-                current, configs(args.setting, teacher_name, seed)[0], train_config, progress=False).model
-    for method in ("reorder", "insertion"):
-        if method in args.methods:
-            count = round(args.baseline_scale * added)
-            augmented = augment(data, method, count, seed=seed)
-            _fit_and_save(augmented, model_config, train_config, f"{stem}-{method}", args, {
-                "method": method, "dataset": dataset_name, "model": model_name, "seed": seed,
-                "setting": args.setting, "added": count, "synthetic_weight": args.synthetic_weight,
-                "data": describe(augmented)})
+        if "rsir" not in args.methods:
+            break  # the baselines need only the first iteration's count
+        student = _fit_and_save(current, model_config, train_config, f"{stem}-rsir{k}", args, {
+            "method": "rsir", "iteration": k, "dataset": dataset_name, "model": model_name,
+            "teacher": teacher_name, "finetuned_teacher": args.finetuned_teacher, "seed": seed,
+            "setting": args.setting, "generation": asdict(generation), "gen_stats": batches[-1].stats.to_dict(),
+            "merge": counts, "generation_seconds": gen_seconds, "synthetic_weight": args.synthetic_weight,
+            "data": describe(current)})
+        # self-improvement: the student teaches next; a named teacher backbone retrains on D_k
+        teacher = student if args.teacher is None else train(
+            current, configs(args.setting, teacher_name, seed)[0], train_config, progress=False).model
+    return added
+
+
+def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace) -> None:
+    data = load_dataset(dataset_name, args.data_dir)
+    stem = f"{dataset_name}-{model_name}-{args.setting}-seed{seed}"
+    generation = GenerationConfig(tau=args.tau, p=args.p, m=args.m, top_k=args.top_k, temperature=args.temperature,
+                                  prefix=args.prefix, seed=seed)
+    baselines = [method for method in ("reorder", "insertion") if method in args.methods]
+    added = None
+    if baselines and set(args.methods) == set(baselines):
+        added = _recorded_count(stem, args.teacher or model_name, generation, args.finetuned_teacher)
+    if added is None:
+        added = _iterate(data, dataset_name, model_name, seed, generation, args)
+    model_config, train_config = _configs(model_name, seed, args)
+    for method in baselines:
+        count = round(args.baseline_scale * added)
+        augmented = augment(data, method, count, seed=seed)
+        _fit_and_save(augmented, model_config, train_config, f"{stem}-{method}", args, {
+            "method": method, "dataset": dataset_name, "model": model_name, "seed": seed,
+            "setting": args.setting, "added": count, "synthetic_weight": args.synthetic_weight,
+            "data": describe(augmented)})
 
 
 def main() -> None:
