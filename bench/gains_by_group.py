@@ -1,11 +1,12 @@
 """Where the gains come from: test Recall@10 of saved RSIR and baseline rows by user group.
 
 Users are split by how many items precede their test target (short histories are where sparse
-data hurts) and by how often the target item occurs in the training view (rare targets are where
-generated data could add or take away signal). Each variant is paired against the base on the
-same users, seeds pooled, so a group's ΔR@10 and p-value read like the main table's. Reads the
-per-user ranks that bench/rsir_table.py keeps; trains nothing. Writes
-``bench/results/gains-by-group-{dataset}.json`` and ``.png``.
+data hurts), by how often the target item occurs in the training view (rare targets are where
+generated data could add or take away signal), and by whether the target is the item that most
+often follows the user's last item in the training view (the rule Insertion's inserted items come
+from). Each variant is paired against the base on the same users, seeds pooled, so a group's
+ΔR@10 and p-value read like the main table's. Reads the per-user ranks that bench/rsir_table.py
+keeps; trains nothing. Writes ``bench/results/gains-by-group-{dataset}.json`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import matplotlib
 import numpy as np
 import records
 
+from rsir.augmentation import most_frequent_successors
 from rsir.evaluation import EvalResult, paired_test
 from rsir.sources import load_dataset
 
@@ -32,18 +34,26 @@ VARIANTS = ["rsir1-w0.5", "insertion-w0.5", "reorder-w0.5", "rsir1-w0.5-ft", "in
 GROUPS = {  # name: [lower edges] (each bucket runs to the next edge)
     "history length": [4, 5, 7, 10, 20],  # every user has at least 5 items, so at least 4 before the target
     "target frequency in training": [0, 10, 20, 50, 100],
+    "whether the target is the last item's top successor": [0, 1],
 }
+LABELS = {"whether the target is the last item's top successor": ["no", "yes"]}  # buckets named instead of numbered
 
 
 def user_keys(dataset_name: str, data_dir: str | None) -> dict[str, np.ndarray]:
-    """Per real user [U]: items before the test target, and the target's count in the training view."""
+    """Per real user [U]: items before the test target, the target's count in the training view, and
+    whether the target is the most frequent successor of the last item (1) or not (0)."""
     data = load_dataset(dataset_name, data_dir)
     split = data.evaluation("test", max_len=1)
     counts = np.bincount(data.training(max_len=10**6)[0].values, minlength=data.num_items + 1)
-    return {"history length": split.history.lengths, "target frequency in training": counts[split.targets]}
+    last = split.inputs.values[split.inputs.offsets[1:] - 1]  # [U]: every context holds its last item
+    successor = most_frequent_successors(data, max_len=50)[last] == split.targets
+    return {"history length": split.history.lengths, "target frequency in training": counts[split.targets],
+            "whether the target is the last item's top successor": successor.astype(np.int64)}
 
 
-def _label(edges: list[int], i: int) -> str:
+def _label(name: str, edges: list[int], i: int) -> str:
+    if name in LABELS:
+        return LABELS[name][i]
     if i + 1 == len(edges):
         return f"≥{edges[i]}"
     return str(edges[i]) if edges[i + 1] - 1 == edges[i] else f"{edges[i]}–{edges[i + 1] - 1}"
@@ -67,7 +77,7 @@ def group_gains(rows: dict[str, dict[int, dict]], keys: dict[str, np.ndarray]) -
         for i in range(len(edges)):
             mask = bucket == i
             base_recall = EvalResult(every_base[np.tile(mask, len(base))]).metrics()["recall@10"]
-            entry = {"bucket": _label(edges, i), "users": int(mask.sum()), "base_recall@10": float(base_recall),
+            entry = {"bucket": _label(name, edges, i), "users": int(mask.sum()), "base_recall@10": float(base_recall),
                      "variants": {}}
             for variant, (seeds, theirs, ours) in pairs.items():
                 pooled = np.tile(mask, len(seeds))

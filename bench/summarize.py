@@ -238,8 +238,10 @@ def main() -> None:
         + studies.recursion()
         + "\n## Teacher × student (paper Fig. 4; bench/rsir_table.py --teacher)\n\n" + studies.teacher_student()
         + "\n## Where the gains come from (bench/gains_by_group.py)\n\n"
-        + "Users split by the items before their test target and by how often the target occurs in the "
-        + "training view; each variant is paired against the base on the same users.\n\n" + studies.user_groups()
+        + "Users split by the items before their test target, by how often the target occurs in the "
+        + "training view, and by whether the target is the item that most often follows their last item there "
+        + "(the item Insertion would insert after it); each variant is paired against the base on the same "
+        + "users.\n\n" + studies.user_groups()
         + "\n## Speed (bench/eval_speed.py, bench/generation_speed.py)\n\n" + generation_table()
         + "\n## Services (bench/streaming_overhead.py, bench/status_latency.py)\n\n" + services_table())
     README.write_text(_fill(_fill(_fill(README.read_text(), "backbones", backbones), "rsir", rsir), "versus", versus))

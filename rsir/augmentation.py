@@ -20,7 +20,7 @@ from rsir.errors import ConfigError
 METHODS = ("reorder", "insertion")
 
 
-def _successors(dataset: SequenceDataset, max_len: int) -> np.ndarray:
+def most_frequent_successors(dataset: SequenceDataset, max_len: int) -> np.ndarray:
     """Most frequent next item of every item in the training views ([V+1], 0 = none seen)."""
     train, _ = dataset.training(max_len)
     values, width = train.values, dataset.num_items + 1
@@ -51,7 +51,7 @@ def augment(dataset: SequenceDataset, method: str, count: int, seed: int = 0, ma
     rng = np.random.default_rng(seed)
     train, synthetic = dataset.training(max_len)
     candidates = np.flatnonzero(~synthetic & (train.lengths >= 2))
-    successors = _successors(dataset, max_len) if method == "insertion" else None
+    successors = most_frequent_successors(dataset, max_len) if method == "insertion" else None
     new = []
     for source in rng.choice(candidates, size=count, replace=True) if count else []:
         seq = train.row(source).copy()
