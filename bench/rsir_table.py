@@ -7,8 +7,9 @@ Insertion add exactly as many sequences as RSIR did (``rsir+insertion``: both at
 ``--teacher`` lets another backbone's base model generate for the student (weak-to-strong).
 Base checkpoints are cached under ``bench/cache`` (also written by ``accuracy.py``) so that
 variants (``--tag``) reuse the same teacher; a run of the baselines alone takes RSIR's count from
-a recorded RSIR row with the same teacher and generation settings, and needs no teacher. Per-user test ranks are kept
-(``bench/results/rsir/ranks``) so ``summarize.py`` can run paired tests across seeds.
+a recorded RSIR row with the same teacher and generation settings, and needs no teacher.
+Per-user test ranks are kept (``bench/results/rsir/ranks``) so ``summarize.py`` can run paired
+tests across seeds.
 
 Examples::
 
