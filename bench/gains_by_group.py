@@ -30,7 +30,8 @@ import matplotlib.pyplot as plt
 
 VARIANTS = ["rsir1-w0.5", "insertion-w0.5", "reorder-w0.5", "rsir1-w0.5-ft", "insertion-w0.5-ft", "reorder-w0.5-ft",
             "rsir1-w0.5-lr0.3-ft", "insertion-w0.5-lr0.3-ft", "base-lr0.3-ft",  # -lr0.3: the gentler real-data stage
-            "rsir2-w0.5-lr0.3-ft"]  # two iterations, the fine-tuned student teaching the second
+            "rsir2-w0.5-lr0.3-ft",  # two iterations, the fine-tuned student teaching the second
+            "rsir1-w0.5-tau50-lr0.3-tft-ft"]  # one iteration, τ = 50, the fine-tuned base teaching (toys)
 GROUPS = {  # name: [lower edges] (each bucket runs to the next edge)
     "history length": [4, 5, 7, 10, 20],  # every user has at least 5 items, so at least 4 before the target
     "target frequency in training": [0, 10, 20, 50, 100],

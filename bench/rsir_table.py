@@ -18,8 +18,8 @@ Examples::
     python bench/rsir_table.py --datasets sports --tau inf --iterations 3 --tag no-fidelity  # Table 2
     python bench/rsir_table.py --datasets sports --tau 5 --tag tau5 --methods rsir      # Table 7
     python bench/rsir_table.py --datasets beauty --teacher gru --methods rsir          # Fig. 4 (GRU → SASRec)
-    python bench/rsir_table.py --datasets toys --methods rsir --synthetic-weight 0.5 --finetune \
-        --finetune-lr-scale 0.3 --finetuned-teacher --tag w0.5-lr0.3-tft                  # rsir.loop's recipe
+    python bench/rsir_table.py --datasets toys --methods rsir --tau 50 --synthetic-weight 0.5 --finetune \
+        --finetune-lr-scale 0.3 --finetuned-teacher --tag w0.5-tau50-lr0.3-tft     # rsir.loop's recipe
 """
 
 from __future__ import annotations
