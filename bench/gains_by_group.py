@@ -20,6 +20,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import records
+from accuracy import configs
 
 from rsir.augmentation import most_frequent_successors
 from rsir.evaluation import EvalResult, paired_test
@@ -40,14 +41,15 @@ GROUPS = {  # name: [lower edges] (each bucket runs to the next edge)
 LABELS = {"whether the target is the last item's top successor": ["no", "yes"]}  # buckets named instead of numbered
 
 
-def user_keys(dataset_name: str, data_dir: str | None) -> dict[str, np.ndarray]:
+def user_keys(dataset_name: str, data_dir: str | None, max_len: int) -> dict[str, np.ndarray]:
     """Per real user [U]: items before the test target, the target's count in the training view, and
-    whether the target is the most frequent successor of the last item (1) or not (0)."""
+    whether the target is the most frequent successor of the last item (1) or not (0) in the
+    ``max_len``-item view the models and Insertion trained on."""
     data = load_dataset(dataset_name, data_dir)
     split = data.evaluation("test", max_len=1)
     counts = np.bincount(data.training(max_len=10**6)[0].values, minlength=data.num_items + 1)
     last = split.inputs.values[split.inputs.offsets[1:] - 1]  # [U]: every context holds its last item
-    successor = most_frequent_successors(data, max_len=50)[last] == split.targets
+    successor = most_frequent_successors(data, max_len)[last] == split.targets
     return {"history length": split.history.lengths, "target frequency in training": counts[split.targets],
             "whether the target is the last item's top successor": successor.astype(np.int64)}
 
@@ -118,6 +120,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=VARIANTS)
     parser.add_argument("--data-dir", help="benchmark data folder (default: $RSIR_DATA_DIR)")
     args = parser.parse_args()
+    max_len = configs(args.setting, args.model, 0)[0].max_len  # the rows' training view
     for dataset in args.datasets:
         rows: dict[str, dict[int, dict]] = {v: {} for v in ["base", *args.variants]}
         for r in records.load(f"rsir/{dataset}-{args.model}-{args.setting}-seed*.json"):
@@ -127,7 +130,7 @@ def main() -> None:
         if len(rows) < 2:
             print(f"{dataset}: no variant shares a seed with the base; skipped")
             continue
-        gains = group_gains(rows, user_keys(dataset, args.data_dir))
+        gains = group_gains(rows, user_keys(dataset, args.data_dir, max_len))
         stem = records.RESULTS / f"gains-by-group-{dataset}"
         stem.with_suffix(".json").write_text(json.dumps(
             {"dataset": dataset, "model": args.model, "setting": args.setting, "groups": gains,

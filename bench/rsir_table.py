@@ -211,7 +211,7 @@ def run(dataset_name: str, model_name: str, seed: int, args: argparse.Namespace)
     model_config, train_config = _configs(model_name, seed, args)
     for method in baselines:
         count = round(args.baseline_scale * added)
-        augmented = augment(data, method, count, seed=seed)
+        augmented = augment(data, method, count, seed=seed, max_len=model_config.max_len)
         _fit_and_save(augmented, model_config, train_config, f"{stem}-{method}", args, {
             "method": method, "dataset": dataset_name, "model": model_name, "seed": seed,
             "setting": args.setting, "added": count, "synthetic_weight": args.synthetic_weight,
