@@ -18,7 +18,7 @@ up: setup  # the local stack (trainer, generator, orchestrator) with a demo run;
 	$(VENV)/bin/rsir up --demo
 
 demo: setup
-	$(VENV)/bin/rsir run --data synthetic --iterations 2 --out runs/demo
+	$(VENV)/bin/rsir run --data synthetic --iterations 2 --epochs 10 --out runs/demo
 
 test: setup
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc

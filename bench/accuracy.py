@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from machine import machine  # bench/ is on sys.path when a script here runs
-
 from rsir.checkpoint import save_checkpoint
-from rsir.config import ModelConfig, TrainConfig
+from rsir.config import ModelConfig, TrainConfig, from_dict
 from rsir.datasets import SequenceDataset
 from rsir.evaluation import evaluate
 from rsir.models import SequentialRecommender
-from rsir.resources import resolve_device
+from rsir.resources import machine, resolve_device
 from rsir.sources import load_dataset
 from rsir.training import train
 
@@ -47,8 +45,10 @@ def configs(setting: str, model_name: str, seed: int,
     if overrides is None:
         overrides = CHOSEN.get((setting, model_name), {})
     model_config, train_config = SETTINGS[setting]
-    return (replace(model_config, name=model_name, **{k: v for k, v in overrides.items() if k in MODEL_FIELDS}),
-            replace(train_config, seed=seed, **{k: v for k, v in overrides.items() if k not in MODEL_FIELDS}))
+    model = {k: v for k, v in overrides.items() if k in MODEL_FIELDS}
+    train = {k: v for k, v in overrides.items() if k not in MODEL_FIELDS}
+    return (from_dict(ModelConfig, {**asdict(model_config), "name": model_name, **model}),
+            from_dict(TrainConfig, {**asdict(train_config), "seed": seed, **train}))
 
 
 def fit(dataset: SequenceDataset, model_config: ModelConfig, train_config: TrainConfig) -> tuple[

@@ -10,19 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
+from rsir.checkpoint import load_checkpoint
+from rsir.evaluation import evaluate
+from rsir.resources import machine, peak_memory_mb
+from rsir.sources import load_dataset
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from machine import machine  # noqa: E402
-
-from rsir.checkpoint import load_checkpoint  # noqa: E402
-from rsir.evaluation import evaluate  # noqa: E402
-from rsir.resources import peak_memory_mb  # noqa: E402
-from rsir.sources import load_dataset  # noqa: E402
 
 
 def main() -> None:

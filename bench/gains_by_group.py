@@ -16,6 +16,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -80,8 +81,8 @@ def group_gains(rows: dict[str, dict[int, dict]], keys: dict[str, np.ndarray]) -
         for i in range(len(edges)):
             mask = bucket == i
             base_recall = EvalResult(every_base[np.tile(mask, len(base))]).metrics()["recall@10"]
-            entry = {"bucket": _label(name, edges, i), "users": int(mask.sum()), "base_recall@10": float(base_recall),
-                     "variants": {}}
+            entry: dict[str, Any] = {"bucket": _label(name, edges, i), "users": int(mask.sum()),
+                                     "base_recall@10": float(base_recall), "variants": {}}
             for variant, (seeds, theirs, ours) in pairs.items():
                 pooled = np.tile(mask, len(seeds))
                 test = paired_test(EvalResult(theirs[pooled]), EvalResult(ours[pooled]))

@@ -19,17 +19,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def child(items: int, users: int, m: int) -> dict:
     import torch
-    from machine import machine
 
     from rsir.config import GenerationConfig, ModelConfig
     from rsir.generation import generate
     from rsir.models import build_model
-    from rsir.resources import peak_memory_mb
+    from rsir.resources import machine, peak_memory_mb
     from rsir.synthetic import synthetic_dataset
 
     torch.manual_seed(0)
@@ -41,6 +39,7 @@ def child(items: int, users: int, m: int) -> dict:
     stats = None
     for batch in generate(model, data, config):
         stats = batch.stats
+    assert stats is not None, "generation emitted no batch"
     return {"items": items, "users": users, "rows": stats.rows, "accepted_steps": stats.accepted_steps,
             "seconds": time.perf_counter() - start, "peak_mb_before": before, "peak_mb_after": peak_memory_mb(),
             "item_table_mb": model.item_table().numel() * model.item_table().element_size() / 2**20,

@@ -11,26 +11,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from rsir.checkpoint import load_checkpoint
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig
+from rsir.generation import generate, merge_generated
+from rsir.parallel import one_intra_op_thread
+from rsir.reference import oracle
+from rsir.resources import machine, peak_memory_mb
+from rsir.scoring import CatalogueScorer, score_block
+from rsir.sources import load_dataset
+from rsir.training import train
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
-
-import torch  # noqa: E402
-from machine import machine  # noqa: E402
-from oracle import oracle  # noqa: E402
-
-from rsir.checkpoint import load_checkpoint  # noqa: E402
-from rsir.config import GenerationConfig, ModelConfig, TrainConfig  # noqa: E402
-from rsir.generation import generate, merge_generated  # noqa: E402
-from rsir.parallel import one_intra_op_thread  # noqa: E402
-from rsir.resources import peak_memory_mb  # noqa: E402
-from rsir.scoring import CatalogueScorer, score_block  # noqa: E402
-from rsir.sources import load_dataset  # noqa: E402
-from rsir.training import train  # noqa: E402
 
 
 def main() -> None:
@@ -71,7 +67,7 @@ def main() -> None:
             reference = oracle(model, dataset, config, limit=args.oracle_sequences)
             oracle_seconds_by_threads[n] = min(oracle_seconds_by_threads[n], time.perf_counter() - start)
     torch.set_num_threads(threads)
-    batched_threads = min(batched_seconds_by_threads, key=batched_seconds_by_threads.get)
+    batched_threads = min(batched_seconds_by_threads, key=batched_seconds_by_threads.__getitem__)
     batched_seconds = batched_seconds_by_threads[batched_threads]
     oracle_seconds = min(oracle_seconds_by_threads.values())
     stats = batches[-1].stats

@@ -10,8 +10,8 @@
   ``--outage`` seconds (30; the test suite uses 10), their outcomes and times.
 
 The status API under 200 requests/s for 60 s is ``bench/status_latency.py --seconds 60``.
-Processes are started on free loopback ports and stopped by PID; the harness is the test suite's
-(``tests/reliability/reliability_stack.py``).
+Processes are started on free loopback ports and stopped by PID; the harness is the one the
+reliability tests use (``services.testing``).
 
 Usage: ``python bench/reliability.py fuzz|runs|faults [options]``
 """
@@ -29,17 +29,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from machine import machine  # bench/ is on sys.path when a script here runs
+from rsir.data import write_sequences
+from rsir.resources import machine
+from rsir.synthetic import synthetic_dataset
+from services.testing.fuzz import fuzz_schema, fuzz_uploads, run_outcomes
+from services.testing.load import flood
+from services.testing.stack import free_ports, redis_server, start_api, start_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-sys.path.insert(0, str(ROOT / "tests" / "reliability"))
-from reliability_fuzz import fuzz_schema, fuzz_uploads, run_outcomes  # noqa: E402
-from reliability_load import flood  # noqa: E402
-from reliability_stack import free_ports, redis_server, start_api, start_stack  # noqa: E402
-
-from rsir.data import write_sequences  # noqa: E402
-from rsir.synthetic import synthetic_dataset  # noqa: E402
 
 TINY_RUN = {"significance": False, "seed": 1,
             "student": {"name": "sasrec", "dim": 16, "layers": 1, "heads": 1, "max_len": 20, "dropout": 0.0},
@@ -101,7 +99,7 @@ def faults(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     code = subprocess.call([sys.executable, "-m", "pytest", "tests/reliability/test_faults.py", "-q",
                             "-p", "no:cacheprovider", f"--junitxml={report}"], cwd=ROOT, env=env)
     tests = {case.get("name"): {"outcome": "failed" if case.find("failure") is not None or
-                                case.find("error") is not None else "passed", "seconds": float(case.get("time"))}
+                                case.find("error") is not None else "passed", "seconds": float(case.attrib["time"])}
              for case in ET.parse(report).iter("testcase")}
     return {"setup": {"object_store_outage_s": args.outage}, "seconds": time.perf_counter() - t0, "tests": tests,
             "bar": {"met": code == 0 and all(t["outcome"] == "passed" for t in tests.values())}}

@@ -34,7 +34,8 @@ import httpx
 import numpy as np
 import redis
 import uvloop
-from machine import machine  # bench/ is on sys.path when a script here runs
+
+from rsir.resources import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -211,7 +212,7 @@ def main() -> None:
                 proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     overall = summarize([r[1] for r in results], [r[2] for r in results], args.seconds)
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "status-latency", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
         "setup": {"rate_rps": args.rate, "seconds": args.seconds, "runs_seeded": args.runs, "mix": dict(MIX),
                   "server": "python -m services.orchestrator (1 uvicorn worker) + redis-server, loopback",

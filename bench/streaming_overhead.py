@@ -21,22 +21,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from rsir.checkpoint import checkpoint_bytes, load_checkpoint
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig
+from rsir.generation import generate
+from rsir.resources import machine
+from rsir.sources import load_dataset
+from rsir.training import train
+from services.common.artifacts import BlobRef, publish_dataset
+from services.common.healthcheck import health_status
+from services.common.storage import LocalStore
+from services.generator.client import GeneratorClient
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-
-from machine import machine  # noqa: E402
-
-from rsir.checkpoint import checkpoint_bytes, load_checkpoint  # noqa: E402
-from rsir.config import GenerationConfig, ModelConfig, TrainConfig  # noqa: E402
-from rsir.generation import generate  # noqa: E402
-from rsir.sources import load_dataset  # noqa: E402
-from rsir.training import train  # noqa: E402
-from services.common.artifacts import BlobRef, publish_dataset  # noqa: E402
-from services.common.healthcheck import health_status  # noqa: E402
-from services.common.storage import LocalStore  # noqa: E402
-from services.generator.client import GeneratorClient  # noqa: E402
-
 SERVICE = "rsir.api.v1.Generator"
 
 

@@ -20,7 +20,6 @@ import numpy as np
 import records
 
 from rsir.config import GenerationConfig
-from rsir.evaluation import paired_test
 from rsir.plots import plot_iterations
 
 matplotlib.use("Agg")
@@ -43,7 +42,7 @@ def _mean(rows: list[dict], split: str = "test") -> dict[str, float]:
 
 def _gain(before: list[dict], after: list[dict]) -> str:
     """ΔR@10 of ``after`` against ``before`` (rows paired by seed), with the paired t-test's p."""
-    test = paired_test(records.ranks(before), records.ranks(after))
+    test = records.paired(before, after)
     return f"{100 * test['relative']:+.1f} % | {test['p_ttest']:.3f}"
 
 
@@ -178,7 +177,7 @@ def teacher_student() -> str:
                     texts.append("–")
                     continue
                 base = [bases[(dataset, student, setting, r["seed"])] for r in rs]
-                test = paired_test(records.ranks(base), records.ranks(rs))
+                test = records.paired(base, rs)
                 gains[i, j] = 100 * test["relative"]
                 seeds = f"{len(rs)} seed{'s' if len(rs) > 1 else ''}"
                 texts.append(f"{gains[i, j]:+.1f} % (p = {test['p_ttest']:.3f}, "

@@ -1,4 +1,9 @@
-"""Turn bench/results/*.json into the tables of docs/results.md and the README (run after any benchmark)."""
+"""Turn bench/results/*.json into docs/results.md (run after any benchmark).
+
+Paired tests read the per-user ranks under bench/results/rsir/ranks when they are there (they stay
+out of git) and otherwise the tests recorded in bench/results/paired-tests.json, which every
+run rewrites (``records.paired``). The README's headline table is written by hand.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,8 @@ import records
 import studies
 import tune
 
-from rsir.evaluation import paired_test
-
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "results.md"
-README = HERE.parent / "README.md"
 
 PAPER_TABLE1 = {  # the RSIR paper's base rows (Table 1), Recall@10 / NDCG@10
     ("beauty", "sasrec"): (0.0548, 0.0290), ("beauty", "cl4srec"): (0.0579, 0.0307),
@@ -111,7 +113,7 @@ def rsir_table() -> str:
             paired = [r for r in rs if r["seed"] in base]
             gain, p_value = "–", "–"
             if variant != "base" and paired:
-                test = paired_test(records.ranks([base[r["seed"]] for r in paired]), records.ranks(paired))
+                test = records.paired([base[r["seed"]] for r in paired], paired)
                 gain, p_value = f"{100 * test['relative']:+.1f} %", f"{test['p_ttest']:.3f}"
             added = f"{np.mean([_added(r) for r in rs]):.0f}"  # the seeds' mean, as in the versus table
             lines.append(f"| {dataset} | {model} | {setting} | {variant} | {len(rs)} | {added} | "
@@ -156,7 +158,7 @@ def versus_table() -> str:
                 if not seeds:
                     continue
                 ours, theirs = [by_seed[s] for s in seeds], [variants[baseline][s] for s in seeds]
-                test = paired_test(records.ranks(theirs), records.ranks(ours))
+                test = records.paired(theirs, ours)
                 added = " / ".join(f"{np.mean([_added(r) for r in rows]):,.0f}" for rows in (ours, theirs))
                 lines.append(f"| {dataset} | {model} | {variant} | {baseline} | {len(seeds)} | {added} | "
                              f"{np.mean([r['test']['recall@10'] for r in ours]):.4f} | "
@@ -202,13 +204,6 @@ def services_table() -> str:
     return "\n".join(lines) + "\n" if lines else "_no service results yet_\n"
 
 
-def _fill(text: str, name: str, body: str) -> str:
-    """Replace what lies between ``<!-- results:name -->`` and ``<!-- /results:name -->``."""
-    start, end = f"<!-- results:{name} -->\n", f"<!-- /results:{name} -->"
-    head, rest = text.split(start, 1)
-    return head + start + body + rest[rest.index(end):]
-
-
 def main() -> None:
     backbones, rsir, versus = accuracy_table(), rsir_table(), versus_table()
     DOC.parent.mkdir(exist_ok=True)
@@ -220,8 +215,16 @@ def main() -> None:
         + "columns show what that choice did and were not used to make it. The bench's choices (`accuracy.CHOSEN`) "
         + "keep a backbone's defining term: CL4SRec takes the best point with a contrastive weight above 0 "
         + "(0.01), since λ = 0 is SASRec.\n\n" + tune.table()
-        + "\n## RSIR against the baselines (bench/rsir_table.py)\n\n" + rsir
-        + "\nHead to head with the baselines trained the same way (the same loss weight and stages; generation "
+        + "\n## RSIR against the baselines (bench/rsir_table.py)\n\n"
+        + "One RSIR iteration (τ = 20, p = 0.5, m = 5, greedy, first-item prefix unless a tag says otherwise) "
+        + "against Reordering and Insertion with the same number of added sequences (`synthetic seqs` is the mean "
+        + "over seeds and counts all iterations' for `rsir2` and later). `-wX` weighs the synthetic sequences' loss "
+        + "by X, `-ft` adds the real-data stage (`-lrX-ft` at X times the learning rate), `-x2` baselines add twice "
+        + "the sequences, the other tags are generation variants (`-tau50`, `-k3`, `-prefix-random`; `-tft`: the "
+        + "fine-tuned base teaches). ΔR@10 and the paired t-test pool the users of every seed present for both "
+        + "rows.\n\n" + rsir
+        + "\nHead to head with the baselines trained the same way (the same loss weight and stages: a tag less its "
+        + "generation knobs such as `-tau50` or `-k3`; generation "
         + "knobs such as τ change only what RSIR adds, so the synthetic counts say how even the match is; `-x2` "
         + "baselines add twice the sequences of one RSIR iteration), "
         + "paired over shared seeds:\n\n" + versus
@@ -243,8 +246,17 @@ def main() -> None:
         + "(the item Insertion would insert after it); each variant is paired against the base on the same "
         + "users.\n\n" + studies.user_groups()
         + "\n## Speed (bench/eval_speed.py, bench/generation_speed.py)\n\n" + generation_table()
-        + "\n## Services (bench/streaming_overhead.py, bench/status_latency.py)\n\n" + services_table())
-    README.write_text(_fill(_fill(_fill(README.read_text(), "backbones", backbones), "rsir", rsir), "versus", versus))
+        + "\n## Services (bench/streaming_overhead.py, bench/status_latency.py)\n\n" + services_table()
+        + "\n## Reproducing a row\n\n"
+        + "Each row of the RSIR tables is one file, `bench/results/rsir/<row>.json`, for example "
+        + "`toys-sasrec-strong-seed0-rsir1-w0.5-ft.json`. The per-user test ranks that the paired tests need are "
+        + "not in git: `bench/rsir_table.py` with the row's flags writes them to `bench/results/rsir/ranks/<row>.npy` "
+        + "(that row: `python bench/rsir_table.py --datasets toys --models sasrec --seeds 0 --methods rsir "
+        + "--synthetic-weight 0.5 --finetune --tag w0.5`; a base row's ranks are written when its model is trained, "
+        + "which a clone without `bench/cache` does on any run). A rerun matches the recorded row where the CPU "
+        + "reproduces the training. Without the ranks, `python bench/summarize.py` takes each p-value from "
+        + "`bench/results/paired-tests.json`, which it rewrites whenever the ranks are present.\n")
+    records.save_paired_tests()
 
 
 if __name__ == "__main__":

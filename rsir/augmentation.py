@@ -61,6 +61,7 @@ def augment(dataset: SequenceDataset, method: str, count: int, seed: int = 0, ma
             start = int(rng.integers(0, n - span + 1))
             seq[start:start + span] = rng.permutation(seq[start:start + span])
         else:
+            assert successors is not None  # computed above for insertion
             for _ in range(max(1, round(ratio * n))):
                 at = int(rng.integers(0, len(seq)))
                 item = int(successors[seq[at]]) or int(rng.integers(1, dataset.num_items + 1))

@@ -12,14 +12,14 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.errors import RsirError
 from rsir.flags import add_config_flags, config_from_args, load_config_file
-from rsir.stack import add_command as add_up_command
+from rsir.jsonio import write as write_json
 
 
 def _table(rows: dict[str, dict[str, float]]) -> str:
@@ -29,9 +29,6 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -48,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     stem = args.out / f"{dataset.name or 'data'}-{model_config.name}-seed{train_config.seed}"
     save_checkpoint(stem.with_suffix(".pt"), result.model, train_config, dataset.version,
                     {"valid": result.valid, "test": test})
-    _write_json(stem.with_suffix(".json"), {
+    write_json(stem.with_suffix(".json"), {
         "dataset": dataset.name, "dataset_version": dataset.version, "model_config": dataclasses.asdict(model_config),
         "train_config": dataclasses.asdict(train_config), "best_epoch": result.best_epoch, "epochs": result.epochs,
         "stopped_by": result.stopped_by, "seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch,
@@ -66,43 +63,89 @@ def _stage_note(kept: bool | None) -> str:
     return "" if kept is None else f"; real-data stage {'kept' if kept else 'not kept'} on validation"
 
 
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (``args.given``: flags typed, defaults left out),
+    shaped like a recipe, to go over the recipe's."""
+    given = vars(args.given)
+    sections: dict[str, Any] = {}
+    for cls, section in ((ModelConfig, "student"), (TrainConfig, "train"), (GenerationConfig, "generation")):
+        prefix = cls.__name__ + "."
+        values = {k[len(prefix):]: v for k, v in given.items() if k.startswith(prefix)}
+        if section == "train" and "seed" in values:
+            sections["seed"] = values.pop("seed")  # the run's one seed
+        values.pop("seed", None)  # generation's seed is the run's
+        if values:
+            sections[section] = values
+    for key in ("iterations", "early_stop", "significance"):
+        if key in given:
+            sections[key] = given[key]
+    if args.teacher_checkpoint:
+        sections["teacher"] = {"checkpoint": str(args.teacher_checkpoint)}
+    elif args.teacher_real_stage is not None:
+        sections["teacher"] = {"real_stage": True} if args.teacher_real_stage else None
+    return sections
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from rsir.checkpoint import load_checkpoint, save_checkpoint
-    from rsir.loop import run_iterations
+    from rsir.checkpoint import save_checkpoint
+    from rsir.loop import run_local
     from rsir.plots import plot_iterations
+    from rsir.recipes import TeacherConfig, resolve
     from rsir.sources import load_dataset
 
-    student, train_config = config_from_args(args, ModelConfig), config_from_args(args, TrainConfig)
-    generation = config_from_args(args, GenerationConfig)
     dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
-    teacher = None
-    if args.teacher_checkpoint:
-        teacher, info = load_checkpoint(args.teacher_checkpoint)
-        if info.num_items != dataset.num_items:
-            raise RsirError(f"the teacher knows {info.num_items} items but {args.data} has {dataset.num_items}")
-    elif args.teacher:
-        teacher = dataclasses.replace(student, name=args.teacher, dim=args.teacher_dim or student.dim,
-                                      layers=args.teacher_layers or student.layers)
-    report = run_iterations(dataset, student, train_config, generation, args.iterations, teacher=teacher,
-                            progress=not args.quiet)
-    payload = {"dataset": dataset.name, "dataset_version": dataset.version, "student": dataclasses.asdict(student),
-               "teacher": args.teacher_checkpoint or (dataclasses.asdict(teacher) if teacher else "student"),
-               "train_config": dataclasses.asdict(train_config), "generation": dataclasses.asdict(generation),
-               **report.to_dict()}
+    recipe, config = resolve(args.recipe, args.data if args.recipe is None else "", _run_overrides(args))
+    if args.teacher:  # a cheap teacher: the student's shape, another backbone, optionally smaller
+        model = dataclasses.replace(config.student, name=args.teacher, dim=args.teacher_dim or config.student.dim,
+                                    layers=args.teacher_layers or config.student.layers)
+        config = dataclasses.replace(config, teacher=TeacherConfig(model=model))
+    sys.stdout.write(f"{dataset!r}\nrecipe {recipe}: {config.iterations} iteration(s), student {config.student.name}"
+                     f", teacher {_teacher_name(config)}\n")
+    done = run_local(dataset, config, progress=not args.quiet)
+    state = done.state
+    payload = {"dataset": dataset.name, "dataset_version": dataset.version, "recipe": recipe,
+               "config": config.to_dict(), **state.to_dict(), "datasets": state.datasets}
     args.out.mkdir(parents=True, exist_ok=True)
-    _write_json(args.out / "report.json", payload)
-    plot_iterations(payload, args.out / "iterations.png", title=f"RSIR on {dataset.name}: {student.name}")
-    if report.final_dataset is not None:
-        report.final_dataset.save(args.out / "final-dataset.npz")
-    if report.selected_model is not None:
-        sel = report.iterations[report.selected]
-        save_checkpoint(args.out / "selected.pt", report.selected_model, train_config,
-                        None, {"valid": sel.valid, "test": sel.test, "iteration": report.selected})
-    rows = {f"{r.iteration}{'*' if r.iteration == report.selected else ' '}": r.test for r in report.iterations}
-    sys.stdout.write("test metrics per iteration (* = chosen on validation)\n" + _table(rows) + "\n")
-    sig = report.significance["recall@10"]
-    sys.stdout.write(f"recall@10 change vs iteration 0: {sig['relative']:+.2%} (paired t-test p={sig['p_ttest']:.3g})\n"
-                     f"wrote {args.out}/report.json, iterations.png, final-dataset.npz, selected.pt\n")
+    write_json(args.out / "report.json", payload)
+    rows: list[dict[str, Any]] = [{"iteration": it.iteration, "valid": it.student.valid, "test": it.student.test,
+                                   "dataset": it.dataset_stats} for it in state.iterations if it.student is not None]
+    plot_iterations({"iterations": rows, "selected": state.selected}, args.out / "iterations.png",
+                    title=f"RSIR on {dataset.name}: {config.student.name} ({recipe})")
+    done.final_dataset.save(args.out / "final-dataset.npz")
+    chosen = state.iterations[state.selected or 0].student
+    assert chosen is not None
+    save_checkpoint(args.out / "selected.pt", done.selected_model, config.train, None,
+                    {"valid": chosen.valid, "test": chosen.test, "iteration": state.selected})
+    table = {f"{r['iteration']}{'*' if r['iteration'] == state.selected else ' '}": r["test"] for r in rows}
+    sys.stdout.write("test metrics per iteration (* = chosen on validation)\n" + _table(table) + "\n")
+    if state.significance is not None:
+        sig = state.significance["tests"]["recall@10"]
+        sys.stdout.write(f"recall@10 change vs iteration 0: {sig['relative']:+.2%} "
+                         f"(paired t-test p={sig['p_ttest']:.3g})\n")
+    else:
+        sys.stdout.write(f"no significance test: iteration {state.selected} was selected\n")
+    sys.stdout.write(f"wrote {args.out}/report.json, iterations.png, final-dataset.npz, selected.pt\n")
+    return 0
+
+
+def _teacher_name(config: Any) -> str:
+    teacher = config.teacher
+    if teacher is None:
+        return "the student"
+    if teacher.checkpoint is not None:
+        return teacher.checkpoint
+    if teacher.model is not None:
+        return f"{teacher.model.name} (dim {teacher.model.dim}, {teacher.model.layers} layers)"
+    return "the student after a real-data stage"
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from rsir.recipes import load_recipe, recipe_names, recipes_dir
+
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        first = (recipes_dir() / f"{name}.toml").read_text().splitlines()[0].lstrip("# ")
+        sys.stdout.write(f"{name:10} {first}\n" if not args.verbose_recipe else f"## {name}\n{recipe}\n")
     return 0
 
 
@@ -161,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for split in ("valid", "test")}
     sys.stdout.write(_table(rows) + "\n")
     if args.json:
-        _write_json(args.json, {"checkpoint": str(args.checkpoint), "dataset_version": dataset.version, **rows})
+        write_json(args.json, {"checkpoint": str(args.checkpoint), "dataset_version": dataset.version, **rows})
     return 0
 
 
@@ -199,7 +242,38 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 _SUBPARSERS: dict[str, argparse.ArgumentParser] = {}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of ``rsir run`` that override a recipe."""
+    p.add_argument("--recipe", help="a recipe name or a .toml file (default: the dataset's own recipe, else "
+                                    "'default', the one that validated best across the benchmarks)")
+    add_config_flags(p, ModelConfig)
+    add_config_flags(p, TrainConfig)
+    add_config_flags(p, GenerationConfig)
+    p.add_argument("--iterations", type=int, help="K, iterations after the base model")
+    p.add_argument("--early-stop", type=int, help="stop after this many iterations without a better validation "
+                                                  "NDCG@20")
+    p.add_argument("--significance", action=argparse.BooleanOptionalAction,
+                   help="paired test of the selected iteration against iteration 0")
+    p.add_argument("--teacher", help="teacher backbone (default: the student teaches itself)")
+    p.add_argument("--teacher-dim", type=int, help="teacher width (default: the student's)")
+    p.add_argument("--teacher-layers", type=int, help="teacher depth (default: the student's)")
+    p.add_argument("--teacher-checkpoint", type=Path, help="a fixed teacher model")
+    p.add_argument("--teacher-real-stage", action=argparse.BooleanOptionalAction,
+                   help="the student teaches after a real-data stage (TrainConfig.finetune_lr)")
+
+
+def given_flags(argv: Sequence[str]) -> argparse.Namespace:
+    """The ``rsir run`` flags typed on the command line, defaults left out (they go over the recipe)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_run_flags(parser)
+    for action in parser._actions:  # argparse has no public switch for "no defaults"
+        action.default = argparse.SUPPRESS
+    given, _ = parser.parse_known_args(argv)
+    return given
+
+
+def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """The ``rsir`` parser; ``extra(subparsers)`` adds commands from outside the core (``rsir up``)."""
     parser = argparse.ArgumentParser(prog="rsir", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,21 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("run", help="the RSIR loop: base model, then K generate-and-retrain iterations")
-    _SUBPARSERS["run"] = p
-    p.add_argument("--config", type=Path, help="a frozen experiment config (configs/*.toml)")
+    p = sub.add_parser("run", help="the RSIR loop: base model, then K generate-and-retrain iterations",
+                       description="Runs a recipe (configs/recipes, `rsir recipes` lists them); every flag given "
+                                   "overrides the recipe's setting.")
     data_args(p)
-    add_config_flags(p, ModelConfig)
-    add_config_flags(p, TrainConfig)
-    add_config_flags(p, GenerationConfig)
-    p.add_argument("--iterations", type=int, default=1, help="K, iterations after the base model")
-    p.add_argument("--teacher", help="teacher backbone (default: the student teaches itself)")
-    p.add_argument("--teacher-dim", type=int, help="teacher width (default: the student's)")
-    p.add_argument("--teacher-layers", type=int, help="teacher depth (default: the student's)")
-    p.add_argument("--teacher-checkpoint", type=Path, help="a fixed teacher model")
+    add_run_flags(p)
     p.add_argument("--out", type=Path, default=Path("runs/rsir"), help="report, plot, dataset and model go here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("recipes", help="list the named recipes `rsir run --recipe` and the run API take")
+    p.add_argument("--show", dest="verbose_recipe", action="store_true", help="print every setting")
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("generate", help="fidelity-filtered generation with a checkpoint")
     p.add_argument("checkpoint", type=Path)
@@ -273,12 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", type=Path, help=".txt, .csv, .tsv, .parquet, .inter or .npz")
     data_args(p, positional="source")
     p.set_defaults(func=cmd_data_convert)
-    add_up_command(sub)  # rsir up: the services on this machine (rsir/stack.py)
+    if extra is not None:
+        extra(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, extra: Callable[[Any], None] | None = None) -> int:
+    parser = build_parser(extra)
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=Path)
@@ -290,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"rsir: error: {exc}\n")
         return 2
     args = parser.parse_args(argv)
+    if args.command == "run":
+        args.given = given_flags(argv[argv.index("run") + 1:])
     if "data" in vars(args) and args.data is None:
         parser.error("--data is required (a benchmark name, 'synthetic' or a data file)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

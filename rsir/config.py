@@ -1,20 +1,134 @@
-"""Frozen, validated hyperparameter records (nanoGPT-style config dataclasses).
+"""Frozen, validated hyperparameter records (nanoGPT-style config dataclasses), and their schema.
 
-They are built explicitly, validated on construction (a bad value raises ``ConfigError`` naming the
-field), serialised with ``to_dict`` and rebuilt with ``from_dict``, so that they can travel inside
-checkpoints, gRPC requests and dataset lineage unchanged.
+This module is the one place that states what a setting may be: each field is declared with
+``setting`` (default, range, choices, pattern, help), which the dataclass checks on construction (a
+bad value raises ``ConfigError`` naming the field), the CLI turns into flags (``rsir.flags``) and the
+run API turns into request models (``services.orchestrator.schemas``). Rules that tie several fields
+together stay explicit in ``__post_init__``. Records are serialised with ``to_dict`` and rebuilt with
+``from_dict``, so that they travel inside checkpoints, gRPC requests and dataset lineage unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import re
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from rsir import jsonio
 from rsir.errors import ConfigError
 
 T = TypeVar("T")
+
+_RULES = ("ge", "gt", "le", "lt", "choices", "pattern", "help")
+
+
+def setting(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None, choices: tuple[str, ...] | None = None, pattern: str | None = None,
+            help: str = "") -> Any:
+    """A config field with its rules: bounds on numbers, ``choices`` or a ``pattern`` (matched whole)
+    on strings, and the help text the CLI and the API show."""
+    rules = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "pattern": pattern, "help": help}
+    return dataclasses.field(default=default, metadata=rules)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the schema says about one field: every consumer (checks, CLI, API) reads it from here."""
+
+    name: str
+    kind: type  # int, float, str, bool or a config dataclass
+    optional: bool  # the type is ``X | None``
+    default: Any
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    help: str = ""
+
+    def bounds(self) -> dict[str, float]:
+        """The numeric bounds that are set, by name (``ge``, ``gt``, ``le``, ``lt``)."""
+        return {k: v for k, v in (("ge", self.ge), ("gt", self.gt), ("le", self.le), ("lt", self.lt))
+                if v is not None}
+
+    def check(self, value: Any) -> None:
+        """Raise ``ConfigError`` naming the field unless ``value`` has its type and obeys its rules."""
+        if value is None and self.optional:
+            return
+        kind = _KIND_NAMES.get(self.kind, f"a {self.kind.__name__}")
+        _check(_has_kind(value, self.kind), self.name, f"must be {kind}{' or null' if self.optional else ''}, "
+                                                       f"got {value!r}")
+        within = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                  and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        if not within:
+            raise ConfigError(f"{self.name}: must be {self.range_text()}, got {value}")
+        if self.choices is not None:
+            _check(value in self.choices, self.name, f"must be {_alternatives(self.choices)}, got {value!r}")
+        if self.pattern is not None:
+            _check(re.fullmatch(self.pattern, value) is not None, self.name,
+                   f"must match {self.pattern}, got {value!r}")
+
+    def range_text(self) -> str:
+        """The bounds in words ("in [0, 1)", "> 0"), empty when there are none."""
+        low, high = self.ge if self.gt is None else self.gt, self.le if self.lt is None else self.lt
+        if low is not None and high is not None:
+            return f"in {'[' if self.gt is None else '('}{low}, {high}{']' if self.lt is None else ')'}"
+        if low is not None:
+            return f"{'>=' if self.gt is None else '>'} {low}"
+        if high is not None:
+            return f"{'<=' if self.lt is None else '<'} {high}"
+        return ""
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _has_kind(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    return isinstance(value, kind)
+
+
+def _alternatives(choices: tuple[str, ...]) -> str:
+    quoted = [repr(c) for c in choices]
+    return " or ".join(quoted) if len(quoted) <= 2 else f"one of {', '.join(quoted)}"
+
+
+_SCHEMAS: dict[type, tuple[Setting, ...]] = {}
+
+
+def schema(cls: type) -> tuple[Setting, ...]:
+    """The settings of config dataclass ``cls``, in field order (worked out once per class)."""
+    if cls in _SCHEMAS:
+        return _SCHEMAS[cls]
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind, optional = hints[f.name], False
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            kind, optional = args[0], len(args) < len(typing.get_args(kind))
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        out.append(Setting(f.name, kind, optional, default, **{k: f.metadata[k] for k in _RULES if k in f.metadata}))
+    _SCHEMAS[cls] = tuple(out)
+    return _SCHEMAS[cls]
+
+
+def check(config: Any) -> None:
+    """Check every field of ``config`` against its setting (called first in ``__post_init__``)."""
+    for s in schema(type(config)):
+        s.check(getattr(config, s.name))
 
 
 def _check(cond: bool, field: str, message: str) -> None:
@@ -23,21 +137,33 @@ def _check(cond: bool, field: str, message: str) -> None:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (``inf`` stays a float; JSON writers handle it)."""
+    """A dict of a config dataclass (``inf`` stays a float; ``rsir.jsonio`` writes it as "inf")."""
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Rebuild ``cls`` from a dict, refusing unknown keys so that typos never pass silently."""
-    if not isinstance(data, dict):
+def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Rebuild ``cls`` from a dict as read from JSON or TOML, refusing unknown keys so that typos never
+    pass silently. Float fields accept "inf"; nested config fields accept a dict of their own."""
+    if not isinstance(data, Mapping):
         raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
+    settings = {s.name: s for s in schema(cls)}
+    unknown = sorted(set(data) - set(settings))
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    values = {}
+    for name, value in data.items():
+        kind = settings[name].kind
+        if kind is float:
+            value = jsonio.number(value)
+        elif dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+            try:
+                value = from_dict(kind, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{name}.{exc}") from None
+        values[name] = value
     try:
-        return cls(**data)
-    except TypeError as exc:  # wrong types that dataclass construction itself rejects
+        return cls(**values)
+    except TypeError as exc:  # what dataclass construction itself rejects
         raise ConfigError(f"{cls.__name__}: {exc}") from None
 
 
@@ -45,73 +171,53 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
 class ModelConfig:
     """Architecture of one backbone. Fields a backbone does not use are ignored by it."""
 
-    name: str = "sasrec"
-    dim: int = 64
-    layers: int = 2
-    heads: int = 2
-    dropout: float = 0.2
-    max_len: int = 50
-    # CL4SRec: weight and temperature of the contrastive term, and the augmentation strengths.
-    cl_weight: float = 0.1
-    cl_temperature: float = 1.0
-    crop_ratio: float = 0.6
-    mask_ratio: float = 0.3
-    reorder_ratio: float = 0.6
+    name: str = setting("sasrec", pattern=r"[a-z0-9_]+", help="backbone (rsir.models.MODELS)")
+    dim: int = setting(64, ge=1, le=4096, help="embedding and hidden size; a multiple of heads")
+    layers: int = setting(2, ge=1, le=64, help="encoder blocks")
+    heads: int = setting(2, ge=1, le=64, help="attention heads per block (gru ignores it)")
+    dropout: float = setting(0.2, ge=0, lt=1, help="dropout probability")
+    max_len: int = setting(50, ge=2, le=4096, help="most recent items a model sees")
+    cl_weight: float = setting(0.1, ge=0, help="CL4SRec: weight of the contrastive term")
+    cl_temperature: float = setting(1.0, gt=0, help="CL4SRec: softmax temperature of the contrastive term")
+    crop_ratio: float = setting(0.6, ge=0, le=1, help="CL4SRec: fraction of a sequence the crop keeps")
+    mask_ratio: float = setting(0.3, ge=0, le=1, help="CL4SRec: fraction of items the mask hides")
+    reorder_ratio: float = setting(0.6, ge=0, le=1, help="CL4SRec: fraction of a sequence the reorder shuffles")
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.name, str) and self.name != "", "name", "must be a backbone name")
-        _check(1 <= self.dim <= 4096, "dim", f"must be in [1, 4096], got {self.dim}")
-        _check(1 <= self.layers <= 64, "layers", f"must be in [1, 64], got {self.layers}")
-        _check(1 <= self.heads <= 64, "heads", f"must be in [1, 64], got {self.heads}")
+        check(self)
         _check(self.dim % self.heads == 0, "heads", f"must divide dim ({self.dim})")
-        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        _check(2 <= self.max_len <= 4096, "max_len", f"must be in [2, 4096], got {self.max_len}")
-        _check(self.cl_weight >= 0, "cl_weight", "must be >= 0")
-        _check(self.cl_temperature > 0, "cl_temperature", "must be > 0")
-        for name in ("crop_ratio", "mask_ratio", "reorder_ratio"):
-            value = getattr(self, name)
-            _check(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is fitted: loss, optimiser, stopping rule, budget and seed."""
 
-    loss: str = "ce"  # "ce": full softmax over every item; "sampled": sampled softmax
-    negatives: int = 256  # sampled softmax: uniform negatives per sequence, excluding its items
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    max_epochs: int = 200
-    patience: int = 10  # epochs without a better validation NDCG@20 before stopping
-    time_budget: float | None = None  # seconds of training; the best model so far is kept
-    seed: int = 0
-    device: str = "auto"  # "auto" picks CUDA when present
-    synthetic_weight: float = 1.0  # loss weight of synthetic (generated) sequences; 0 leaves them out
-    finetune_real: bool = False  # then continue on the real sequences alone, kept if validation rises
-    finetune_lr_scale: float = 1.0  # that stage's learning rate relative to lr (< 1: gentler, keeps more of stage one)
-    insertion_ratio: float = 0.0  # Insertion sequences added per synthetic one (rsir.augmentation.stack_insertion)
-    eval_batch_size: int = 1024
+    loss: str = setting("ce", choices=("ce", "sampled"),
+                        help="ce: full softmax over every item; sampled: sampled softmax")
+    negatives: int = setting(256, ge=1, le=1_000_000,
+                             help="sampled softmax: uniform negatives per sequence, excluding its items")
+    batch_size: int = setting(256, ge=1, le=1_000_000, help="sequences per step")
+    lr: float = setting(1e-3, gt=0, le=10, help="Adam learning rate")
+    weight_decay: float = setting(0.0, ge=0, help="Adam weight decay")
+    max_epochs: int = setting(200, ge=1, le=100_000, help="most epochs")
+    patience: int = setting(10, ge=1, le=100_000, help="epochs without a better validation NDCG@20 before stopping")
+    time_budget: float | None = setting(None, gt=0, help="seconds of training; the best model so far is kept")
+    seed: int = setting(0, help="seed of initialisation, batching and sampling")
+    device: str = setting("auto", pattern=r"auto|cpu|cuda(:[0-9]+)?",
+                          help="auto, cpu, cuda or cuda:N; auto picks CUDA when present")
+    synthetic_weight: float = setting(1.0, ge=0, le=100,
+                                      help="loss weight of synthetic (generated) sequences; 0 leaves them out")
+    finetune_real: bool = setting(False, help="then continue on the real sequences alone, kept if validation rises")
+    finetune_lr_scale: float = setting(1.0, gt=0, le=10, help="that stage's learning rate relative to lr "
+                                                              "(< 1: gentler, keeps more of stage one)")
+    insertion_ratio: float = setting(0.0, ge=0, le=10, help="Insertion sequences added per synthetic one "
+                                                            "(rsir.augmentation.stack_insertion)")
+    eval_batch_size: int = setting(1024, ge=1, le=1_000_000, help="users ranked at once during evaluation")
 
     def __post_init__(self) -> None:
-        _check(self.loss in ("ce", "sampled"), "loss", f"must be 'ce' or 'sampled', got {self.loss!r}")
-        _check(1 <= self.negatives <= 1_000_000, "negatives", "must be in [1, 1000000]")
-        _check(1 <= self.batch_size <= 1_000_000, "batch_size", "must be in [1, 1000000]")
-        _check(0 < self.lr <= 10, "lr", f"must be in (0, 10], got {self.lr}")
-        _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        _check(1 <= self.max_epochs <= 100_000, "max_epochs", "must be in [1, 100000]")
-        _check(1 <= self.patience <= 100_000, "patience", "must be in [1, 100000]")
-        _check(
-            self.time_budget is None or self.time_budget > 0, "time_budget", "must be > 0 seconds"
-        )
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-               "device", f"must be auto, cpu or cuda[:N], got {self.device!r}")
-        _check(0 <= self.synthetic_weight <= 100, "synthetic_weight", "must be in [0, 100]")
-        _check(0 < self.finetune_lr_scale <= 10, "finetune_lr_scale", "must be in (0, 10]")
+        check(self)
         _check(self.finetune_lr <= 10, "finetune_lr_scale",
                f"lr × finetune_lr_scale must be <= 10, got {self.finetune_lr}")
-        _check(0 <= self.insertion_ratio <= 10, "insertion_ratio", "must be in [0, 10]")
-        _check(1 <= self.eval_batch_size <= 1_000_000, "eval_batch_size", "must be in [1, 1000000]")
 
     @property
     def finetune_lr(self) -> float:
@@ -128,33 +234,27 @@ class GenerationConfig:
     attempts per sequence; ``top_k``/``temperature`` the sampling inside the pool (k = 1 is greedy).
     """
 
-    tau: float = 20
-    p: float = 0.5
-    m: int = 5
-    top_k: int = 1
-    temperature: float = 1.0
-    prefix: str = "first"  # "first": start from the first item; "random": a random-length prefix
-    target: str = "remaining"  # "remaining": items not yet generated; "future": items after prefix
-    min_len: int = 3
-    max_len: int = 50
-    dedup: bool = True
-    sources: str = "real"  # "real": real users' training sequences; "all": synthetic ones too
-    seed: int = 0
-    batch_rows: int | None = None  # rows decoded together (None: see ``decode_rows``)
+    tau: float = setting(20, gt=0, help="fidelity rank threshold; inf turns the check off")
+    p: float = setting(0.5, ge=0, le=1, help="probability that a step draws from the sequence's own items")
+    m: int = setting(5, ge=1, le=1000, help="attempts per source sequence")
+    top_k: int = setting(1, ge=1, le=100_000, help="top-k sampling inside the pool; 1 is greedy")
+    temperature: float = setting(1.0, gt=0, le=100, help="sampling temperature inside the pool")
+    prefix: str = setting("first", choices=("first", "random"),
+                          help="first: start from the first item; random: a random-length prefix")
+    target: str = setting("remaining", choices=("remaining", "future"),
+                          help="remaining: items not yet generated; future: items after the prefix")
+    min_len: int = setting(3, ge=2, le=4096, help="shorter generated sequences are dropped")
+    max_len: int = setting(50, ge=2, le=4096, help="longest generated sequence; at least min_len")
+    dedup: bool = setting(True, help="merge: drop generated sequences equal to one already in the dataset")
+    sources: str = setting("real", choices=("real", "all"),
+                           help="real: real users' training sequences; all: synthetic ones too")
+    seed: int = setting(0, help="seed of the counter-based random draws")
+    batch_rows: int | None = setting(None, ge=1, le=10_000_000,
+                                     help="rows decoded together; bounds peak memory (unset: decode_rows)")
 
     def __post_init__(self) -> None:
-        _check(self.tau > 0 and not math.isnan(self.tau), "tau", f"must be > 0 (inf allowed), got {self.tau}")
-        _check(0.0 <= self.p <= 1.0, "p", f"must be in [0, 1], got {self.p}")
-        _check(1 <= self.m <= 1000, "m", f"must be in [1, 1000], got {self.m}")
-        _check(1 <= self.top_k <= 100_000, "top_k", f"must be in [1, 100000], got {self.top_k}")
-        _check(0 < self.temperature <= 100, "temperature", "must be in (0, 100]")
-        _check(self.prefix in ("first", "random"), "prefix", "must be 'first' or 'random'")
-        _check(self.target in ("remaining", "future"), "target", "must be 'remaining' or 'future'")
-        _check(self.sources in ("real", "all"), "sources", "must be 'real' or 'all'")
-        _check(2 <= self.min_len <= 4096, "min_len", "must be in [2, 4096]")
-        _check(self.min_len <= self.max_len <= 4096, "max_len", "must be in [min_len, 4096]")
-        _check(self.batch_rows is None or 1 <= self.batch_rows <= 10_000_000, "batch_rows",
-               "must be in [1, 10000000]")
+        check(self)
+        _check(self.min_len <= self.max_len, "max_len", f"must be >= min_len ({self.min_len}), got {self.max_len}")
 
     @property
     def decode_rows(self) -> int:

@@ -171,12 +171,13 @@ def write_interactions(path: str | Path, users: Sequence[int] | np.ndarray, sequ
         "timestamp": np.concatenate([np.arange(n) for n in lengths]) if len(sequences) else np.zeros(0, np.int64),
     })
     tmp = path.with_name(f".{path.name}.tmp")
-    if suffix == ".parquet":
+    sep = LOG_SUFFIXES[suffix]
+    if sep is None:  # parquet
         frame.to_parquet(tmp, index=False)
     else:
         if suffix == ".inter":
             frame.columns = ["user_id:token", "item_id:token", "timestamp:float"]
-        frame.to_csv(tmp, sep=LOG_SUFFIXES[suffix], index=False)
+        frame.to_csv(tmp, sep=sep, index=False)
     tmp.replace(path)
 
 

@@ -1,7 +1,8 @@
 """Command-line flags generated from the config dataclasses, and frozen experiment config files.
 
-A flag per dataclass field (``--dim``, ``--epochs``, ``--tau`` ...) lands in the namespace as
-``<Class>.<field>``, so ``config_from_args`` rebuilds the dataclass and a new field needs no CLI edit.
+A flag per dataclass field (``--dim``, ``--epochs``, ``--tau`` ...), typed, with its choices and
+help from the field's setting (``rsir.config.schema``), lands in the namespace as ``<Class>.<field>``,
+so ``config_from_args`` rebuilds the dataclass and a new field needs no CLI edit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from rsir.config import GenerationConfig, ModelConfig, TrainConfig
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig, from_dict, schema
 from rsir.errors import RsirError
 
 _RENAMED = {
@@ -22,22 +23,24 @@ _RENAMED = {
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """A flag per field of config dataclass ``cls``, with the type, choices and help of its setting."""
     group = parser.add_argument_group(cls.__name__)
-    for f in dataclasses.fields(cls):
-        flag = "--" + _RENAMED.get(cls, {}).get(f.name, f.name).replace("_", "-")
-        default = f.default
-        if isinstance(default, bool):
-            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction,
-                               default=default)
+    for s in schema(cls):
+        key = _RENAMED.get(cls, {}).get(s.name, s.name)
+        flag = "--" + key.replace("_", "-")
+        text = "; ".join(t for t in (s.help.replace("%", "%%"), s.range_text()) if t) + " (default: %(default)s)"
+        if s.kind is bool:
+            group.add_argument(flag, dest=f"{cls.__name__}.{s.name}", action=argparse.BooleanOptionalAction,
+                               default=s.default, help=text)
         else:
-            kind = {"float": float, "int": int}.get(str(f.type).removesuffix(" | None"), str)
-            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", type=kind, default=default,
-                               help=f"(default: {default})")
+            group.add_argument(flag, dest=f"{cls.__name__}.{s.name}", type=s.kind, default=s.default,
+                               choices=s.choices, metavar=None if s.choices else key.upper(), help=text)
 
 
 def config_from_args(args: argparse.Namespace, cls: type) -> Any:
+    """Config ``cls`` from the parsed flags (config-file defaults included, so "inf" reads as a float)."""
     prefix = cls.__name__ + "."
-    return cls(**{k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)})
+    return from_dict(cls, {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)})
 
 
 _TABLES = {"model": ModelConfig, "train": TrainConfig, "generation": GenerationConfig}

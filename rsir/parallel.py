@@ -32,7 +32,7 @@ def ordered_streams(tasks: list[Callable[[], Iterable[T]]], workers: int) -> Ite
         try:
             pending: deque[Future[list[T]]] = deque()
             for task in tasks:
-                pending.append(pool.submit(lambda task=task: list(task())))
+                pending.append(pool.submit(_collect, task))
                 if len(pending) == 2 * workers:
                     yield pending.popleft().result()
             while pending:
@@ -63,3 +63,7 @@ def one_intra_op_thread() -> Iterator[None]:
             _holders -= 1
             if _holders == 0:
                 torch.set_num_threads(_saved_threads)
+
+
+def _collect(task: Callable[[], Iterable[T]]) -> list[T]:
+    return list(task())

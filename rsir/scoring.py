@@ -124,7 +124,7 @@ class CatalogueScorer:
                             scorer(probe[lo:lo + size])
                     seconds[product, size] = time.perf_counter() - start
             del scorer  # one prepared table at a time: a million-item catalogue's takes 244 MiB
-        product, size = min(seconds, key=seconds.get) if seconds else ("plain", rows)
+        product, size = min(seconds, key=seconds.__getitem__) if seconds else ("plain", rows)
         return cls(model, size, product)
 
     def __call__(self, hidden: Tensor) -> Tensor:

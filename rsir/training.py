@@ -162,6 +162,18 @@ def finetune_real(dataset: SequenceDataset, model_config: ModelConfig, config: T
                        max(first.peak_memory_mb, second.peak_memory_mb), history, kept)
 
 
+def continue_on_real(dataset: SequenceDataset, model: SequentialRecommender, config: TrainConfig, *,
+                     valid: dict[str, float], best_epoch: int, epochs: int, seconds: float,
+                     on_epoch: Callable[[EpochReport], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None, progress: bool = True) -> TrainResult:
+    """:func:`finetune_real` for a model trained earlier (a copy of it; ``model`` is left as it is),
+    described by its validation metrics and epochs: the real-data stage even where its first stage
+    had no synthetic data, e.g. a fine-tuned base model as RSIR's first teacher."""
+    first = TrainResult(copy.deepcopy(model), best_epoch, epochs, valid, "patience", seconds, peak_memory_mb=0.0)
+    return finetune_real(dataset, model.config, config, first, on_epoch=on_epoch, should_stop=should_stop,
+                         progress=progress)
+
+
 def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfig,
          model: SequentialRecommender | None, on_epoch: Callable[[EpochReport], None] | None,
          should_stop: Callable[[], bool] | None, progress: bool) -> TrainResult:

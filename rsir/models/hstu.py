@@ -10,6 +10,8 @@ length (a constant, so a row's output does not depend on how much padding its ba
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -100,7 +102,7 @@ class HSTU(SequentialRecommender):
     def extend(self, cache: DecodeCache, items: Tensor) -> Tensor:
         pos = cache.lengths
         x = self._embed(items[:, None], pos[:, None])
-        for i, layer in enumerate(self.layers):
-            x = layer.step(x, cache.state[2 * i], cache.state[2 * i + 1], pos)
+        for i, layer in enumerate(self.layers):  # a ModuleList's items are typed as plain Modules
+            x = cast(HSTULayer, layer).step(x, cache.state[2 * i], cache.state[2 * i + 1], pos)
         cache.lengths = pos + 1
         return self.final_norm(x[:, 0])

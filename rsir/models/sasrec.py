@@ -10,6 +10,8 @@ keep each layer's keys and values: appending an item costs one position.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -102,7 +104,7 @@ class SASRec(SequentialRecommender):
     def extend(self, cache: DecodeCache, items: Tensor) -> Tensor:
         pos = cache.lengths
         x = self._embed(items[:, None], pos[:, None])
-        for i, block in enumerate(self.blocks):
-            x = block.step(x, cache.state[2 * i], cache.state[2 * i + 1], pos)
+        for i, block in enumerate(self.blocks):  # a ModuleList's items are typed as plain Modules
+            x = cast(CausalBlock, block).step(x, cache.state[2 * i], cache.state[2 * i + 1], pos)
         cache.lengths = pos + 1
         return x[:, 0]

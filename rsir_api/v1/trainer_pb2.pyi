@@ -42,16 +42,18 @@ class TrainSpec(_message.Message):
     def __init__(self, loss: _Optional[str] = ..., negatives: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., time_budget: _Optional[float] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., synthetic_weight: _Optional[float] = ..., eval_batch_size: _Optional[int] = ..., finetune_real: _Optional[bool] = ..., insertion_ratio: _Optional[float] = ..., finetune_lr_scale: _Optional[float] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("job_id", "dataset", "model", "train")
+    __slots__ = ("job_id", "dataset", "model", "train", "init_checkpoint")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRAIN_FIELD_NUMBER: _ClassVar[int]
+    INIT_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     dataset: _common_pb2.DatasetRef
     model: _common_pb2.ModelSpec
     train: TrainSpec
-    def __init__(self, job_id: _Optional[str] = ..., dataset: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., train: _Optional[_Union[TrainSpec, _Mapping]] = ...) -> None: ...
+    init_checkpoint: _common_pb2.BlobRef
+    def __init__(self, job_id: _Optional[str] = ..., dataset: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., train: _Optional[_Union[TrainSpec, _Mapping]] = ..., init_checkpoint: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ...) -> None: ...
 
 class TrainProgress(_message.Message):
     __slots__ = ("epoch", "loss", "valid", "seconds", "best_epoch", "improved")
@@ -77,7 +79,7 @@ class TrainProgress(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., loss: _Optional[float] = ..., valid: _Optional[_Mapping[str, float]] = ..., seconds: _Optional[float] = ..., best_epoch: _Optional[int] = ..., improved: _Optional[bool] = ...) -> None: ...
 
 class TrainResult(_message.Message):
-    __slots__ = ("job_id", "checkpoint", "test", "valid", "best_epoch", "epochs", "stopped_by", "seconds", "seconds_per_epoch", "peak_memory_mb", "dataset_version", "reused", "finetune_kept", "insertion_sequences")
+    __slots__ = ("job_id", "checkpoint", "test", "valid", "best_epoch", "epochs", "stopped_by", "seconds", "seconds_per_epoch", "peak_memory_mb", "dataset_version", "reused", "finetune_kept", "insertion_sequences", "ranks")
     class TestEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +108,7 @@ class TrainResult(_message.Message):
     REUSED_FIELD_NUMBER: _ClassVar[int]
     FINETUNE_KEPT_FIELD_NUMBER: _ClassVar[int]
     INSERTION_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    RANKS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     checkpoint: _common_pb2.BlobRef
     test: _containers.ScalarMap[str, float]
@@ -120,7 +123,8 @@ class TrainResult(_message.Message):
     reused: bool
     finetune_kept: bool
     insertion_sequences: int
-    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., test: _Optional[_Mapping[str, float]] = ..., valid: _Optional[_Mapping[str, float]] = ..., best_epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., stopped_by: _Optional[str] = ..., seconds: _Optional[float] = ..., seconds_per_epoch: _Optional[float] = ..., peak_memory_mb: _Optional[float] = ..., dataset_version: _Optional[str] = ..., reused: _Optional[bool] = ..., finetune_kept: _Optional[bool] = ..., insertion_sequences: _Optional[int] = ...) -> None: ...
+    ranks: _common_pb2.BlobRef
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., test: _Optional[_Mapping[str, float]] = ..., valid: _Optional[_Mapping[str, float]] = ..., best_epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., stopped_by: _Optional[str] = ..., seconds: _Optional[float] = ..., seconds_per_epoch: _Optional[float] = ..., peak_memory_mb: _Optional[float] = ..., dataset_version: _Optional[str] = ..., reused: _Optional[bool] = ..., finetune_kept: _Optional[bool] = ..., insertion_sequences: _Optional[int] = ..., ranks: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ...) -> None: ...
 
 class TrainResponse(_message.Message):
     __slots__ = ("progress", "result")

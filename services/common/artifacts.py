@@ -7,6 +7,7 @@ checkpoint is referenced by (URI, sha256).
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 from collections import OrderedDict
@@ -14,6 +15,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import numpy as np
 import torch
 
 from rsir.checkpoint import CheckpointInfo, load_checkpoint
@@ -134,3 +136,14 @@ class DatasetCache:
 
     def get(self, ref: DatasetRef) -> SequenceDataset:
         return self.cache.get((ref.uri, ref.version), lambda: fetch_dataset(self.store, ref))
+
+
+def ranks_bytes(ranks: np.ndarray) -> bytes:
+    """Per-user 0-based test ranks [U] as an int32 ``.npy`` blob (no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, ranks.astype(np.int32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def ranks_from_bytes(payload: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(payload), allow_pickle=False)

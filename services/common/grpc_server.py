@@ -47,7 +47,7 @@ class Server:
         limit = max_message_mb * 2**20
         options = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit),
                    ("grpc.so_reuseport", 0)]
-        interceptors = [TokenInterceptor(token)] if token else []
+        interceptors: list[grpc.ServerInterceptor] = [TokenInterceptor(token)] if token else []
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_concurrent_calls + SPARE_THREADS,
                                                            thread_name_prefix=service.name.rsplit(".", 1)[-1]),
                                 options=options, interceptors=interceptors)

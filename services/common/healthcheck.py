@@ -16,8 +16,9 @@ def health_status(address: str, service: str = "", timeout: float = 3.0) -> str:
     """The health status name ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"/"UNKNOWN_SERVICE"."""
     with grpc.insecure_channel(address) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                              timeout=timeout)
+            # types-grpcio-health-checking declares HealthStub without the Check it sets in __init__
+            reply = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as exc:
             return "UNKNOWN_SERVICE" if exc.code() == grpc.StatusCode.NOT_FOUND else "UNREACHABLE"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

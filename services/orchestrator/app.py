@@ -29,7 +29,7 @@ from services.orchestrator.content import FormAsJsonMiddleware
 from services.orchestrator.driver import Driver
 from services.orchestrator.errors import install_error_handlers
 from services.orchestrator.metrics import Metrics, MetricsMiddleware
-from services.orchestrator.routes import artifacts, checkpoints, dashboard, datasets, health, runs
+from services.orchestrator.routes import artifacts, checkpoints, dashboard, datasets, health, recipes, runs
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.store import DatasetStore
 from services.trainer.client import TrainerClient
@@ -111,7 +111,7 @@ def create_app(settings: OrchestratorSettings, *, store: DatasetStore | None = N
                               "artifacts and a live dashboard.")
     app.state.settings, app.state.metrics = settings, metrics
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES))
-    for module in (runs, datasets, checkpoints, artifacts, health, dashboard):
+    for module in (runs, recipes, datasets, checkpoints, artifacts, health, dashboard):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(FormAsJsonMiddleware)

@@ -38,7 +38,8 @@ class Driver:
         self._threads: list[threading.Thread] = []
 
     def submit(self, spec: RunSpec) -> dict[str, Any]:
-        run = run_document(spec)
+        recipe, config = spec.resolve()
+        run = run_document(spec, recipe, config)
         self.store.create_run(run)
         return run
 

@@ -16,8 +16,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from rsir.jsonio import jsonable
 from services.common.storage import IntegrityError, StorageUnavailable
-from services.orchestrator.store import jsonable
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -41,7 +41,8 @@ async def corrupt(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, invalid_request)
+    # Starlette types handlers as taking any Exception; FastAPI calls this one with RequestValidationError only
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(redis.ConnectionError, unavailable)  # BusyLoadingError too: Redis replaying its AOF
     app.add_exception_handler(redis.TimeoutError, unavailable)
     app.add_exception_handler(StorageUnavailable, unavailable)

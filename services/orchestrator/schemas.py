@@ -1,149 +1,176 @@
 """Request and response models of the run API, validated at the edge.
 
-The spec models mirror ``rsir.config`` field for field with the same ranges as ``Field``
-constraints, so a bad value gets a 422 whose ``loc`` names the field (``generation.tau``). Every
-field is optional: unset takes the core library's default. Each model also builds its core config,
-which re-checks cross-field rules (``heads`` must divide ``dim``) and names the field in the message.
-``tau`` accepts ``"inf"`` (fidelity control off) and is stored as the string ``"Infinity"``.
+The config spec models (``ModelSpec``, ``TrainSpec``, ``GenerationSpec``) are derived from the
+``rsir.config`` dataclasses by ``spec_model``, so their ranges are the core's: a bad value gets a 422
+whose ``loc`` names the field (``generation.tau``). Every field is optional: unset takes the core
+library's default. Each model also builds its core config (``.config``), which re-checks the
+cross-field rules (``heads`` must divide ``dim``); a failure is a 422 naming the field too.
+τ = ∞ reads from ``"inf"`` or a JSON number and is written as ``"inf"`` (``rsir.jsonio``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from rsir.config import GenerationConfig, ModelConfig, TrainConfig, from_dict
+from rsir import jsonio
+from rsir.config import GenerationConfig, ModelConfig, Setting, TrainConfig, from_dict, schema
 from rsir.errors import ConfigError
 from rsir.models import MODELS
+from rsir.recipes import RunConfig, resolve
 from rsir.sources import BENCHMARKS, SYNTHETIC
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 RUN_ID = r"^r[0-9a-f]{12}$"
-ModelName = Literal[tuple(MODELS)]  # type: ignore[valid-type]
+
+# A float as JSON has it (rsir.jsonio): a number or "inf" (any case, also "Infinity") in, "inf" out.
+_JSON_FLOAT = float | Literal["inf", "-inf"]
+JsonFloat = Annotated[float, BeforeValidator(jsonio.number, json_schema_input_type=_JSON_FLOAT),
+                      PlainSerializer(jsonio.jsonable, return_type=_JSON_FLOAT, when_used="json")]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConfigSpec(_Spec):
+    """Base of the models ``spec_model`` derives: the fields set here over the core defaults."""
+
+    core: ClassVar[type]  # the config dataclass built by ``config``
+    excluded: ClassVar[tuple[str, ...]]  # its fields the caller supplies to ``config`` (the run's seed)
 
     def values(self) -> dict[str, Any]:
+        """The fields that are set (nested models as dicts)."""
         return self.model_dump(exclude_none=True)
 
-
-def _build(cls: type, values: dict[str, Any]) -> Any:
-    try:
-        return from_dict(cls, values)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-
-
-class ModelSpec(_Spec):
-    """A backbone (``rsir.config.ModelConfig``)."""
-
-    name: ModelName | None = None
-    dim: int | None = Field(None, ge=1, le=4096)
-    layers: int | None = Field(None, ge=1, le=64)
-    heads: int | None = Field(None, ge=1, le=64)
-    dropout: float | None = Field(None, ge=0, lt=1)
-    max_len: int | None = Field(None, ge=2, le=4096)
-    cl_weight: float | None = Field(None, ge=0)
-    cl_temperature: float | None = Field(None, gt=0)
-    crop_ratio: float | None = Field(None, ge=0, le=1)
-    mask_ratio: float | None = Field(None, ge=0, le=1)
-    reorder_ratio: float | None = Field(None, ge=0, le=1)
+    def config(self, *fixed: Any) -> Any:
+        """The core config: the fields set here, then ``fixed`` for the excluded fields in their order.
+        Raises ``ConfigError`` naming the field when a cross-field rule fails."""
+        if len(fixed) != len(self.excluded):
+            raise TypeError(f"{type(self).__name__}.config takes {', '.join(self.excluded) or 'no values'}")
+        return from_dict(self.core, {**self.values(), **dict(zip(self.excluded, fixed, strict=True))})
 
     @model_validator(mode="after")
-    def _check(self) -> ModelSpec:
-        self.config()
+    def _consistent(self) -> ConfigSpec:
+        defaults = {s.name: s.default for s in schema(self.core)}
+        try:
+            self.config(*(defaults[name] for name in self.excluded))
+        except ConfigError as exc:
+            raise located(exc, self) from None
         return self
 
-    def config(self) -> ModelConfig:
-        return _build(ModelConfig, self.values())
+
+def located(exc: ConfigError, model: BaseModel) -> ValidationError:
+    """``exc``, raised while checking ``model``, as a validation error whose ``loc`` is the field its
+    message names ("student.heads: ..." → ``("student", "heads")``), so the 422 points at the field.
+    Raise it from a model validator; pydantic prefixes the model's own place in the request."""
+    text = str(exc)
+    loc = tuple(text.split(": ", 1)[0].split("."))
+    if loc[0] not in type(model).model_fields:
+        loc = ()
+    value: Any = model.model_dump(exclude_none=True)
+    for part in loc:
+        value = value.get(part) if isinstance(value, dict) else None
+    error = PydanticCustomError("config", "{message}", {"message": text})
+    return ValidationError.from_exception_data(type(model).__name__, [InitErrorDetails(type=error, loc=loc,
+                                                                                       input=value)])
 
 
-class TrainSpec(_Spec):
-    """How a model is fitted (``rsir.config.TrainConfig``); the seed is the run's."""
+def spec_model(cls: type, *, name: str, exclude: tuple[str, ...] = ("seed",),
+               choices: Mapping[str, tuple[str, ...]] | None = None,
+               nested: Mapping[type, type[ConfigSpec]] | None = None) -> type[ConfigSpec]:
+    """The request model of config dataclass ``cls``: one optional field per dataclass field but
+    ``exclude`` (None: the core default), with the constraints, choices and help of its setting.
+    Excluded fields are passed to ``.config`` in the order given; names ``cls`` lacks are ignored.
 
-    loss: Literal["ce", "sampled"] | None = None
-    negatives: int | None = Field(None, ge=1, le=1_000_000)
-    batch_size: int | None = Field(None, ge=1, le=1_000_000)
-    lr: float | None = Field(None, gt=0, le=10)
-    weight_decay: float | None = Field(None, ge=0)
-    max_epochs: int | None = Field(None, ge=1, le=100_000)
-    patience: int | None = Field(None, ge=1, le=100_000)
-    time_budget: float | None = Field(None, gt=0)
-    device: str | None = Field(None, pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
-    synthetic_weight: float | None = Field(None, ge=0, le=100)
-    finetune_real: bool | None = None
-    finetune_lr_scale: float | None = Field(None, gt=0, le=10)
-    insertion_ratio: float | None = Field(None, ge=0, le=10)
-    eval_batch_size: int | None = Field(None, ge=1, le=1_000_000)
-
-    def config(self, seed: int) -> TrainConfig:
-        return _build(TrainConfig, {**self.values(), "seed": seed})
+    ``choices`` narrows string fields to values only the edge knows (the registered backbones).
+    A field that is itself a config dataclass (``X`` or ``X | None``) takes the model ``nested``
+    gives for ``X``, else one derived from ``X`` (default ``exclude``, the same ``nested``).
+    """
+    choices, nested = dict(choices or {}), dict(nested or {})
+    exclude = tuple(name for name in exclude if name in {s.name for s in schema(cls)})
+    fields: dict[str, Any] = {
+        s.name: (_annotation(s, choices.get(s.name) or s.choices, nested) | None,
+                 Field(None, description=s.help or None, **_constraints(s, narrowed=s.name in choices)))
+        for s in schema(cls) if s.name not in exclude}
+    model = create_model(name, __base__=ConfigSpec, __doc__=cls.__doc__, __module__=__name__, **fields)
+    model.core, model.excluded = cls, exclude
+    return model
 
 
-class GenerationSpec(_Spec):
-    """Fidelity-filtered generation (``rsir.config.GenerationConfig``); the seed is the run's."""
+def _annotation(s: Setting, choices: tuple[str, ...] | None, nested: Mapping[type, type[ConfigSpec]]) -> Any:
+    if dataclasses.is_dataclass(s.kind):
+        kind: type = s.kind
+        return nested.get(kind) or spec_model(kind, name=kind.__name__.removesuffix("Config") + "Spec", nested=nested)
+    if choices:
+        return Literal[choices]
+    return JsonFloat if s.kind is float else s.kind
 
-    tau: float | None = Field(None, gt=0, description="fidelity rank threshold; \"inf\" turns the check off")
-    p: float | None = Field(None, ge=0, le=1)
-    m: int | None = Field(None, ge=1, le=1000)
-    top_k: int | None = Field(None, ge=1, le=100_000)
-    temperature: float | None = Field(None, gt=0, le=100)
-    prefix: Literal["first", "random"] | None = None
-    target: Literal["remaining", "future"] | None = None
-    min_len: int | None = Field(None, ge=2, le=4096)
-    max_len: int | None = Field(None, ge=2, le=4096)
-    dedup: bool | None = None
-    sources: Literal["real", "all"] | None = None
-    batch_rows: int | None = Field(None, ge=1, le=10_000_000)
 
-    @model_validator(mode="after")
-    def _check(self) -> GenerationSpec:
-        self.config(0)
-        return self
+def _constraints(s: Setting, *, narrowed: bool) -> dict[str, Any]:
+    """``Field`` keywords: the bounds, and the pattern anchored (the core matches it whole) unless the
+    edge narrowed the field to fixed choices."""
+    return {**s.bounds(), **({"pattern": f"^(?:{s.pattern})$"} if s.pattern and not narrowed else {})}
 
-    def config(self, seed: int) -> GenerationConfig:
-        return _build(GenerationConfig, {**self.values(), "seed": seed})
+
+if TYPE_CHECKING:  # the derived models, as the type checker sees them
+    ModelSpec: TypeAlias = ConfigSpec
+    TrainSpec: TypeAlias = ConfigSpec
+    GenerationSpec: TypeAlias = ConfigSpec
+else:
+    ModelSpec = spec_model(ModelConfig, name="ModelSpec", exclude=(), choices={"name": tuple(MODELS)})
+    TrainSpec = spec_model(TrainConfig, name="TrainSpec")  # .config(seed): the seed is the run's
+    GenerationSpec = spec_model(GenerationConfig, name="GenerationSpec")  # .config(seed), likewise
 
 
 class TeacherSpec(_Spec):
-    """Weak-to-strong: the model that generates, when it is not the student itself.
+    """Weak-to-strong: the model that generates, when it is not the student itself
+    (``rsir.recipes.TeacherConfig``).
 
-    Either ``model`` (a cheap backbone trained on D_k each iteration, with ``train`` or the run's
-    training settings) or ``checkpoint`` (the sha256 of an uploaded checkpoint, used as is).
+    ``model`` (a cheap backbone trained on D_k each iteration, with ``train`` or the run's training
+    settings), ``checkpoint`` (the sha256 of an uploaded checkpoint, used as is), or ``real_stage``
+    (the student teaches after a real-data stage). Given, it replaces the recipe's teacher whole.
     """
 
     model: ModelSpec | None = None
     checkpoint: str | None = Field(None, pattern=HEX64.pattern)
     train: TrainSpec | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> TeacherSpec:
-        if (self.model is None) == (self.checkpoint is None):
-            raise ValueError("teacher: give exactly one of 'model' or 'checkpoint'")
-        if self.checkpoint is not None and self.train is not None:
-            raise ValueError("teacher.train: a fixed checkpoint is not trained")
-        return self
+    real_stage: bool | None = None
 
 
 class RunSpec(_Spec):
-    """What ``POST /runs`` accepts: K iterations of train → generate → merge → retrain."""
+    """What ``POST /runs`` accepts: a recipe (``rsir.recipes``) and any field of ``RunConfig`` over it."""
 
     dataset: str = Field(description=f"a benchmark ({', '.join(BENCHMARKS)}), '{SYNTHETIC}', or the version "
                                      "(sha256) of an uploaded dataset")
     name: str | None = Field(None, max_length=100)
-    iterations: int = Field(2, ge=0, le=20, description="K: generation rounds after the base model")
-    student: ModelSpec = Field(default_factory=ModelSpec)
+    recipe: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                               description="a named recipe (GET /recipes); default: the dataset's own recipe, "
+                                           "else 'default'")
+    iterations: int | None = Field(None, ge=0, le=20, description="K: generation rounds after the base model")
+    student: ModelSpec | None = None
     teacher: TeacherSpec | None = None
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    generation: GenerationSpec = Field(default_factory=GenerationSpec)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    train: TrainSpec | None = None
+    generation: GenerationSpec | None = None
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
     early_stop: int | None = Field(None, ge=1, le=20, description="stop after this many iterations without a "
                                                                   "better validation NDCG@20")
-    significance: bool = Field(True, description="paired test of the selected iteration against iteration 0")
+    significance: bool | None = Field(None, description="paired test of the selected iteration against iteration 0")
 
     @field_validator("dataset")
     @classmethod
@@ -154,13 +181,20 @@ class RunSpec(_Spec):
                          "(64 lowercase hex digits)")
 
     @model_validator(mode="after")
-    def _lengths(self) -> RunSpec:
-        teacher = self.teacher.model if self.teacher and self.teacher.model else self.student
-        limit = teacher.config().max_len
-        if self.generation.config(0).max_len > limit:
-            raise ValueError(f"generation.max_len: {self.generation.config(0).max_len} exceeds the generating "
-                             f"model's max_len ({limit})")
+    def _resolves(self) -> RunSpec:
+        self.resolve()
         return self
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields given beside the recipe, shaped like a recipe file."""
+        return self.model_dump(exclude_none=True, exclude={"dataset", "name", "recipe"})
+
+    def resolve(self) -> tuple[str, RunConfig]:
+        """The recipe's name and the run's configuration; a bad combination names the field."""
+        try:
+            return resolve(self.recipe, self.dataset, self.overrides())
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class RunCreated(BaseModel):

@@ -18,15 +18,15 @@ Keys, all under ``<prefix>:``:
 from __future__ import annotations
 
 import json
-import math
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
 
 from rsir.analysis import describe
 from rsir.datasets import SequenceDataset
+from rsir.jsonio import dumps
 from services.common.artifacts import DatasetRef, fetch_dataset
 from services.common.storage import ObjectStore
 
@@ -35,19 +35,9 @@ FINAL = frozenset({"completed", "failed", "cancelled"})
 EVENTS_MAXLEN = 5000
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` with NaN and infinities as None, so that every document is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(jsonable(value), separators=(",", ":"), allow_nan=False)
+def _text(value: Any) -> str:
+    """A Redis reply as text: this client returns bytes (redis-py types replies as bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class DatasetStore:
@@ -89,7 +79,7 @@ class DatasetStore:
         ids = self.redis.zrevrange(self.key("runs"), offset, offset + limit - 1)
         if not ids:
             return []
-        docs = self.redis.mget([self.key("run", i.decode()) for i in ids])
+        docs = self.redis.mget([self.key("run", _text(i)) for i in ids])
         return [json.loads(d) for d in docs if d is not None]
 
     # -- status reads (asyncio, raw JSON) ------------------------------------------------------------
@@ -110,7 +100,9 @@ class DatasetStore:
 
     async def run_json(self, run_id: str) -> bytes | None:
         """A run's document, with ``progress`` merged in while it runs."""
-        raw, progress = await self.aredis().mget([self.key("run", run_id), self.key("run", run_id, "progress")])
+        replies: list[bytes | None] = cast(Any, await self.aredis().mget([self.key("run", run_id),
+                                                                         self.key("run", run_id, "progress")]))
+        raw, progress = replies
         if raw is None or progress is None:
             return raw
         run = json.loads(raw)
@@ -126,7 +118,7 @@ class DatasetStore:
         """A JSON array of run documents, newest first."""
         client = self.aredis()
         ids = await client.zrevrange(self.key("runs"), offset, offset + limit - 1)
-        docs = await client.mget([self.key("run", i.decode()) for i in ids]) if ids else []
+        docs: list[bytes | None] = cast(Any, await client.mget([self.key("run", _text(i)) for i in ids])) if ids else []
         return b"[" + b",".join(d for d in docs if d is not None) + b"]"
 
     async def dataset_async(self, version: str) -> dict[str, Any] | None:
@@ -137,7 +129,8 @@ class DatasetStore:
                           count: int = 200) -> list[tuple[str, str, str]]:
         """Events after stream id ``after``, waiting up to ``block_ms`` for one: (id, type, JSON data)."""
         got = await self.aredis().xread({self.events_key(run_id): after}, count=count, block=block_ms)
-        return [(i.decode(), f[b"type"].decode(), f[b"data"].decode()) for i, f in (got[0][1] if got else [])]
+        entries: list[Any] = cast(Any, got)[0][1] if got else []
+        return [(_text(i), _text(f[b"type"]), _text(f[b"data"])) for i, f in entries]
 
     def count_runs(self) -> dict[str, int]:
         with self.redis.pipeline() as pipe:
@@ -155,8 +148,9 @@ class DatasetStore:
     # -- queue and cancellation ---------------------------------------------------------------------
     def claim(self, timeout: float) -> str | None:
         """Take the next queued run (moved to ``active`` atomically); None after ``timeout`` seconds."""
-        got = self.redis.blmove(self.key("queue"), self.key("active"), timeout, "LEFT", "RIGHT")
-        return None if got is None else got.decode()
+        # BLMOVE takes fractional seconds and redis-py sends the float as it is; its stub says int
+        got = self.redis.blmove(self.key("queue"), self.key("active"), timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
+        return None if got is None else _text(got)
 
     def release(self, run_id: str) -> None:
         self.redis.lrem(self.key("active"), 0, run_id)
@@ -165,7 +159,7 @@ class DatasetStore:
         """Put runs a previous process had taken back at the head of the queue, oldest first."""
         moved = []
         while (got := self.redis.lmove(self.key("active"), self.key("queue"), "RIGHT", "LEFT")) is not None:
-            moved.append(got.decode())
+            moved.append(_text(got))
         return moved[::-1]
 
     def dequeue(self, run_id: str) -> bool:
@@ -187,13 +181,14 @@ class DatasetStore:
 
     def emit(self, run_id: str, kind: str, data: dict[str, Any]) -> str:
         entry = {"type": kind, "data": dumps({**data, "time": time.time()})}
-        return self.redis.xadd(self.events_key(run_id), entry, maxlen=EVENTS_MAXLEN, approximate=True).decode()
+        fields = cast(dict[Any, Any], entry)
+        return _text(self.redis.xadd(self.events_key(run_id), fields, maxlen=EVENTS_MAXLEN, approximate=True))
 
     def events(self, run_id: str, after: str = "-", count: int = 1000) -> list[tuple[str, str, dict[str, Any]]]:
         """Events after id ``after`` (exclusive; "-" for all): (id, type, data)."""
         start = "-" if after == "-" else f"({after}"
-        return [(i.decode(), f[b"type"].decode(), json.loads(f[b"data"]))
-                for i, f in self.redis.xrange(self.events_key(run_id), start, "+", count=count)]
+        entries: list[Any] = cast(Any, self.redis.xrange(self.events_key(run_id), start, "+", count=count))
+        return [(_text(i), _text(f[b"type"]), json.loads(f[b"data"])) for i, f in entries]
 
     # -- dataset versions ---------------------------------------------------------------------------
     def publish_dataset(self, dataset: SequenceDataset, lineage: dict[str, Any],
@@ -224,7 +219,7 @@ class DatasetStore:
 
     def list_datasets(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         versions = self.redis.zrevrange(self.key("datasets"), offset, offset + limit - 1)
-        docs = self.redis.mget([self.key("dataset", v.decode()) for v in versions]) if versions else []
+        docs = self.redis.mget([self.key("dataset", _text(v)) for v in versions]) if versions else []
         return [json.loads(d) for d in docs if d is not None]
 
     def count_datasets(self) -> int:
@@ -256,5 +251,5 @@ class DatasetStore:
 
     def list_checkpoints(self) -> list[dict[str, Any]]:
         shas = self.redis.zrevrange(self.key("checkpoints"), 0, -1)
-        docs = self.redis.mget([self.key("checkpoint", s.decode()) for s in shas]) if shas else []
+        docs = self.redis.mget([self.key("checkpoint", _text(s)) for s in shas]) if shas else []
         return [json.loads(d) for d in docs if d is not None]

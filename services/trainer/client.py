@@ -13,7 +13,7 @@ from types import TracebackType
 from rsir.config import ModelConfig, TrainConfig
 from rsir.training import EpochReport
 from rsir_api.v1 import trainer_pb2_grpc
-from services.common.artifacts import DatasetRef
+from services.common.artifacts import BlobRef, DatasetRef
 from services.common.client import RetryingStream, RetryPolicy, call_metadata, open_channel
 from services.trainer import convert
 from services.trainer.convert import TrainOutcome
@@ -33,10 +33,10 @@ class TrainerClient:
         self.policy = policy or RetryPolicy()
 
     def train(self, job_id: str, dataset: DatasetRef, model: ModelConfig, train: TrainConfig, *,
-              on_progress: Callable[[EpochReport], None] | None = None,
+              init: BlobRef | None = None, on_progress: Callable[[EpochReport], None] | None = None,
               timeout: float | None = None) -> TrainOutcome:
         """Run (or look up) one training job; ``grpc.RpcError`` carries the server's status."""
-        request = convert.train_request(job_id, dataset, model, train)
+        request = convert.train_request(job_id, dataset, model, train, init)
         stream = RetryingStream(lambda t: self.stub.Train(request, timeout=t, metadata=self.metadata),
                                 timeout=timeout, policy=self.policy, replay_safe=True)
         outcome = None

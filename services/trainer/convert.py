@@ -34,12 +34,13 @@ class TrainJob:
     dataset: DatasetRef
     model: ModelConfig
     train: TrainConfig
+    init: BlobRef | None = None  # continue this checkpoint with the real-data stage alone
 
     def fingerprint(self) -> str:
         """What makes two requests the same job (the device and the dataset's URI do not)."""
         train = {k: v for k, v in to_dict(self.train).items() if k != "device"}
-        text = json.dumps({"dataset": self.dataset.version, "model": to_dict(self.model), "train": train},
-                          sort_keys=True)
+        text = json.dumps({"dataset": self.dataset.version, "model": to_dict(self.model), "train": train,
+                           "init": None if self.init is None else self.init.sha256}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -60,6 +61,7 @@ class TrainOutcome:
     dataset_version: str
     finetune_kept: bool | None = None  # None: no real-data stage ran (TrainConfig.finetune_real)
     insertion_sequences: int = 0  # drawn by TrainConfig.insertion_ratio beside the dataset's own
+    ranks: BlobRef | None = None  # per-user 0-based test ranks (int32 .npy), for paired tests
     reused: bool = field(default=False, compare=False)
 
 
@@ -73,13 +75,19 @@ def train_job(request: trainer_pb2.TrainRequest, default_device: str = "auto") -
     train = config_from_message(TrainConfig, request.train, "train")
     if not request.train.HasField("device"):
         train = dataclasses.replace(train, device=default_device)
-    return TrainJob(request.job_id, dataset_ref_from_message(request.dataset), model, train)
+    init = (blob_ref_from_message(request.init_checkpoint, "init_checkpoint")
+            if request.HasField("init_checkpoint") else None)
+    return TrainJob(request.job_id, dataset_ref_from_message(request.dataset), model, train, init)
 
 
-def train_request(job_id: str, dataset: DatasetRef, model: ModelConfig, train: TrainConfig) -> trainer_pb2.TrainRequest:
-    return trainer_pb2.TrainRequest(job_id=job_id, dataset=dataset_ref_to_message(dataset),
-                                    model=config_to_message(model, common_pb2.ModelSpec),
-                                    train=config_to_message(train, trainer_pb2.TrainSpec))
+def train_request(job_id: str, dataset: DatasetRef, model: ModelConfig, train: TrainConfig,
+                  init: BlobRef | None = None) -> trainer_pb2.TrainRequest:
+    request = trainer_pb2.TrainRequest(job_id=job_id, dataset=dataset_ref_to_message(dataset),
+                                       model=config_to_message(model, common_pb2.ModelSpec),
+                                       train=config_to_message(train, trainer_pb2.TrainSpec))
+    if init is not None:
+        request.init_checkpoint.CopyFrom(blob_ref_to_message(init))
+    return request
 
 
 def progress_response(report: EpochReport) -> trainer_pb2.TrainResponse:
@@ -96,6 +104,7 @@ def report_from_message(message: trainer_pb2.TrainProgress) -> EpochReport:
 def result_response(outcome: TrainOutcome) -> trainer_pb2.TrainResponse:
     values = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)}
     values["checkpoint"] = blob_ref_to_message(outcome.checkpoint)
+    values["ranks"] = None if outcome.ranks is None else blob_ref_to_message(outcome.ranks)
     return trainer_pb2.TrainResponse(result=trainer_pb2.TrainResult(**values))
 
 
@@ -103,7 +112,8 @@ def outcome_from_message(message: trainer_pb2.TrainResult) -> TrainOutcome:
     values = {f.name: getattr(message, f.name) for f in dataclasses.fields(TrainOutcome)}
     values.update(checkpoint=blob_ref_from_message(message.checkpoint, "checkpoint"), test=dict(message.test),
                   valid=dict(message.valid),
-                  finetune_kept=message.finetune_kept if message.HasField("finetune_kept") else None)
+                  finetune_kept=message.finetune_kept if message.HasField("finetune_kept") else None,
+                  ranks=blob_ref_from_message(message.ranks, "ranks") if message.HasField("ranks") else None)
     return TrainOutcome(**values)
 
 
@@ -112,4 +122,6 @@ def outcome_to_json(outcome: TrainOutcome) -> dict:
 
 
 def outcome_from_json(data: dict) -> TrainOutcome:
-    return TrainOutcome(**{**data, "checkpoint": BlobRef(**data["checkpoint"])})
+    ranks = data.get("ranks")
+    return TrainOutcome(**{**data, "checkpoint": BlobRef(**data["checkpoint"]),
+                           "ranks": None if ranks is None else BlobRef(**ranks)})

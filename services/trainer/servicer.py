@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
-from rsir.checkpoint import checkpoint_bytes
+from rsir.checkpoint import checkpoint_bytes, load_checkpoint
 from rsir.datasets import SequenceDataset
+from rsir.errors import ConfigError
 from rsir.evaluation import evaluate
-from rsir.training import EpochReport, TrainResult, train
+from rsir.training import EpochReport, TrainResult, continue_on_real, train
 from rsir_api.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common.artifacts import BlobRef, fetch_dataset
+from services.common.artifacts import BlobRef, fetch_dataset, ranks_bytes
 from services.common.calls import Activity, Background
 from services.common.errors import rpc_errors
 from services.common.grpc_server import ServiceDef
@@ -47,9 +49,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 if not locked or done is not None:
                     return
                 dataset = fetch_dataset(self.store, job.dataset)
-                run: Background[EpochReport, TrainResult] = Background(
+                fit = self._continue(job, dataset) if job.init is not None else (
                     lambda emit, stop: train(dataset, job.model, job.train, on_epoch=emit, should_stop=stop,
-                                             progress=False), context)
+                                             progress=False))
+                run: Background[EpochReport, TrainResult] = Background(fit, context)
                 try:
                     for report in run:
                         yield convert.progress_response(report)
@@ -61,18 +64,37 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                     return
                 yield convert.result_response(self._publish(job, dataset, run.result))
 
+    def _continue(self, job: convert.TrainJob, dataset: SequenceDataset) -> Any:
+        """The real-data stage alone, on a checkpoint this service published (its metrics say how it
+        was trained)."""
+        assert job.init is not None
+        model, info = load_checkpoint(self.store.get_uri(job.init.uri, job.init.sha256 or None))
+        if info.model_config != job.model or info.num_items != dataset.num_items:
+            raise ConfigError("init_checkpoint: was trained with another model config or catalogue")
+        m = info.metrics
+        if not {"valid", "best_epoch", "epochs", "seconds"} <= set(m):
+            raise ConfigError("init_checkpoint: not published by a trainer (no training record in it)")
+        return lambda emit, stop: continue_on_real(dataset, model, job.train, valid=m["valid"],
+                                                   best_epoch=m["best_epoch"], epochs=m["epochs"],
+                                                   seconds=m["seconds"], on_epoch=emit, should_stop=stop,
+                                                   progress=False)
+
     def _publish(self, job: convert.TrainJob, dataset: SequenceDataset, result: TrainResult) -> convert.TrainOutcome:
         """Evaluate on test, store the checkpoint, then the job record (the record commits the job)."""
         device = next(result.model.parameters()).device
-        test = evaluate(result.model, dataset, "test", batch_size=job.train.eval_batch_size, device=device).metrics()
-        payload = checkpoint_bytes(result.model, job.train, dataset.version, {"test": test, "valid": result.valid})
-        blob = self.store.put(f"checkpoints/{job.job_id}.pt", payload)
+        ranked = evaluate(result.model, dataset, "test", batch_size=job.train.eval_batch_size, device=device)
+        test = ranked.metrics()
+        record = {"test": test, "valid": result.valid, "best_epoch": result.best_epoch, "epochs": result.epochs,
+                  "seconds": result.seconds}
+        blob = self.store.put(f"checkpoints/{job.job_id}.pt", checkpoint_bytes(result.model, job.train,
+                                                                             dataset.version, record))
+        ranks = self.store.put(f"ranks/{job.job_id}.npy", ranks_bytes(ranked.ranks))
         outcome = convert.TrainOutcome(
             job_id=job.job_id, checkpoint=BlobRef(blob.uri, blob.sha256), test=test, valid=result.valid,
             best_epoch=result.best_epoch, epochs=result.epochs, stopped_by=result.stopped_by, seconds=result.seconds,
             seconds_per_epoch=result.seconds_per_epoch, peak_memory_mb=result.peak_memory_mb,
             dataset_version=dataset.version, finetune_kept=result.finetune_kept,
-            insertion_sequences=result.insertion_sequences)
+            insertion_sequences=result.insertion_sequences, ranks=BlobRef(ranks.uri, ranks.sha256))
         self.jobs.save(job, outcome)
         logger.info("job %s: published %s (test ndcg@10 %.4f)", job.job_id, blob.uri, test["ndcg@10"])
         return outcome

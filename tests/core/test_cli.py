@@ -69,7 +69,7 @@ def test_run_generate_and_augment(tmp_path, capsys):
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert [r["iteration"] for r in report["iterations"]] == [0, 1]
-    assert [type(r["finetune_kept"]) for r in report["iterations"]] == [type(None), bool]
+    assert [type(r["student"]["finetune_kept"]) for r in report["iterations"]] == [type(None), bool]
     assert (out / "iterations.png").stat().st_size > 1000
     assert "chosen on validation" in capsys.readouterr().out
     assert main(["generate", str(out / "selected.pt"), "--data", "synthetic", "--tau", "inf", "--m", "1",

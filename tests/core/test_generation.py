@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +12,10 @@ import torch
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.generation import generate as batched_generate
 from rsir.generation import merge_generated, source_sequences
+from rsir.reference import oracle
 from rsir.scoring import PRODUCTS, CatalogueScorer, count_above, top_items
 from rsir.synthetic import synthetic_dataset
 from rsir.training import train
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from oracle import oracle
 
 
 def run(model, dataset, cfg, **kwargs) -> dict[int, list[int]]:

@@ -13,8 +13,10 @@ from rsir.analysis import approximate_entropy, describe, train_view
 from rsir.augmentation import augment, stack_insertion
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.errors import ConfigError
-from rsir.loop import run_iterations
+from rsir.loop import run_local
 from rsir.models import build_model
+from rsir.recipes import RunConfig, TeacherConfig
+from rsir.recursion import Stage, after_student
 from rsir.training import STOP_METRIC
 
 STUDENT = ModelConfig(dim=16, heads=2, max_len=20)
@@ -22,47 +24,83 @@ FAST = TrainConfig(max_epochs=3, lr=1e-2, patience=3)
 GEN = GenerationConfig(tau=10, p=0.5, m=2, max_len=20)
 
 
+def _config(**fields) -> RunConfig:
+    return RunConfig(**{"student": STUDENT, "train": FAST, "generation": GEN, **fields})
+
+
 def test_two_iterations_end_to_end(small_dataset):
     stages = []
-    report = run_iterations(small_dataset, STUDENT, FAST, GEN, iterations=2, progress=False,
-                            on_stage=lambda k, name, info: stages.append((k, name)))
-    assert [r.iteration for r in report.iterations] == [0, 1, 2]
-    sizes = [r.dataset["synthetic_sequences"] for r in report.iterations]
+    done = run_local(small_dataset, _config(iterations=2), progress=False,
+                     on_stage=lambda state: stages.append((state.iteration, state.stage)))
+    state = done.state
+    assert [it.iteration for it in state.iterations] == [0, 1, 2]
+    sizes = [it.dataset_stats["synthetic_sequences"] for it in state.iterations]
     assert sizes[0] == 0 and sizes[1] > 0 and sizes[2] >= sizes[1]
-    versions = {r.dataset["version"] for r in report.iterations}
-    assert len(versions) == 3
-    assert report.final_dataset.num_real == small_dataset.num_real
-    best = max(range(3), key=lambda k: report.iterations[k].valid[STOP_METRIC])
-    assert report.selected == best  # chosen on validation, not test
-    assert report.iterations[1].generation["rows"] > 0 and report.iterations[1].merge["added"] == sizes[1]
-    assert set(report.significance) == {"recall@10", "ndcg@10"}
-    assert (0, "train_student") in stages and (1, "generate") in stages and (2, "evaluated") in stages
+    assert len(set(state.datasets)) == 3 and state.datasets[0] == small_dataset.version
+    assert done.final_dataset.num_real == small_dataset.num_real
+    best = max(range(3), key=lambda k: (state.iterations[k].student.valid[STOP_METRIC], -k))
+    assert state.selected == best and state.stopped_by == "iterations"  # chosen on validation, not test
+    assert state.iterations[0].generation["stats"]["rows"] > 0
+    assert state.iterations[0].merge["added"] == sizes[1]
+    assert (state.significance is None) == (best == 0)  # no test of iteration 0 against itself
+    if best:
+        assert set(state.significance["tests"]) == {"recall@10", "ndcg@10"}
+    assert (0, Stage.GENERATE) in stages and (1, Stage.TRAIN_STUDENT) in stages and stages[-1][1] is Stage.DONE
 
 
 def test_cheap_teacher_and_fixed_teacher(small_dataset):
-    cheap = run_iterations(small_dataset, STUDENT, FAST, GEN, iterations=1, progress=False,
-                           teacher=ModelConfig(name="gru", dim=8, max_len=20))
-    assert "train_teacher" in cheap.iterations[0].seconds
+    cheap = run_local(small_dataset, _config(teacher=TeacherConfig(model=ModelConfig(name="gru", dim=8, max_len=20))),
+                      progress=False)
+    assert cheap.state.iterations[0].teacher is not None and "train_teacher" in cheap.state.iterations[0].timings
     fixed = build_model(ModelConfig(name="gru", dim=8, max_len=20), small_dataset.num_items)
     stages = []
-    frozen = run_iterations(small_dataset, STUDENT, FAST, GEN, iterations=1, progress=False, teacher=fixed,
-                            on_stage=lambda k, name, info: stages.append(name))
-    assert "train_teacher" not in stages and frozen.iterations[1].dataset["synthetic_sequences"] >= 0
+    frozen = run_local(small_dataset, _config(teacher=TeacherConfig(checkpoint="in-memory")), progress=False,
+                       fixed_teacher=fixed, on_stage=lambda state: stages.append(state.stage))
+    assert Stage.TRAIN_TEACHER not in stages and frozen.state.iterations[0].teacher is None
+    assert frozen.state.iterations[0].generation["teacher"] == "fixed"
 
 
 def test_students_on_synthetic_data_get_the_real_data_stage_and_insertion(small_dataset):
-    report = run_iterations(small_dataset, STUDENT, replace(FAST, finetune_real=True, insertion_ratio=1.0), GEN,
-                            iterations=1, progress=False)
-    base, student = report.iterations
+    done = run_local(small_dataset, _config(train=replace(FAST, finetune_real=True, insertion_ratio=1.0)),
+                     progress=False)
+    base, student = (it.student for it in done.state.iterations)
     assert base.finetune_kept is None and isinstance(student.finetune_kept, bool)
-    assert report.to_dict()["iterations"][1]["finetune_kept"] is student.finetune_kept
     # the report says what the student trained on beyond D_1: as many Insertion sequences as RSIR's
-    assert base.insertion_sequences == 0 and student.insertion_sequences == student.dataset["synthetic_sequences"] > 0
+    synthetic = done.state.iterations[1].dataset_stats["synthetic_sequences"]
+    assert base.insertion_sequences == 0 and student.insertion_sequences == synthetic > 0
 
 
-def test_negative_iterations_are_refused(small_dataset):
-    with pytest.raises(ConfigError):
-        run_iterations(small_dataset, STUDENT, FAST, GEN, iterations=-1, progress=False)
+def test_a_real_stage_teacher_is_the_base_after_its_real_data_stage(small_dataset):
+    """On D_0 the student had no real-data stage, so the teacher gets one; on D_1 the student had one
+    and teaches as it is."""
+    config = _config(iterations=2, train=replace(FAST, finetune_real=True, finetune_lr_scale=0.3),
+                     teacher=TeacherConfig(real_stage=True))
+    stages = []
+    done = run_local(small_dataset, config, progress=False,
+                     on_stage=lambda state: stages.append((state.iteration, state.stage)))
+    first, second = done.state.iterations[0], done.state.iterations[1]
+    assert first.teacher is not None and isinstance(first.teacher.finetune_kept, bool)
+    assert first.generation["teacher"] == "teacher-0" and second.teacher is None
+    assert second.generation["teacher"] == "student-1" and (1, Stage.TRAIN_TEACHER) not in stages
+    # the student of iteration 0 is left as it was: the teacher trained a copy
+    assert done.result(0).finetune_kept is None
+
+
+def test_early_stop_and_selection(small_dataset):
+    assert after_student([0.1, 0.2, 0.15], iterations=5, patience=1) == (1, "early_stop")
+    assert after_student([0.1, 0.1], iterations=5, patience=None) == (0, None)  # the earliest on a tie
+    assert after_student([0.1, 0.3], iterations=1, patience=None) == (1, "iterations")
+
+
+def test_bad_run_configs_are_refused():
+    with pytest.raises(ConfigError, match="iterations"):
+        _config(iterations=-1)
+    with pytest.raises(ConfigError, match="iterations"):
+        RunConfig.from_dict({"iterations": True})
+    with pytest.raises(ConfigError, match=r"generation\.max_len"):
+        _config(generation=replace(GEN, max_len=40))
+    with pytest.raises(ConfigError, match="teacher"):
+        TeacherConfig(model=ModelConfig(name="gru"), checkpoint="x")
 
 
 @pytest.mark.parametrize("method", ["reorder", "insertion"])

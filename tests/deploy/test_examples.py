@@ -9,8 +9,8 @@ import pytest
 from deploy_helpers import ROOT
 
 from rsir.sources import BENCHMARKS, SYNTHETIC
-from rsir.stack import demo_spec
 from services.orchestrator.schemas import RunSpec
+from services.stack import demo_spec
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 

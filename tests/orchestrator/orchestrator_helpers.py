@@ -19,7 +19,7 @@ from service_helpers import free_ports, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_MODEL = {"name": "sasrec", "dim": 16, "layers": 1, "heads": 1, "max_len": 20, "dropout": 0.0}
-TINY_TRAIN = {"max_epochs": 2, "batch_size": 64, "lr": 0.01, "device": "cpu", "eval_batch_size": 256}
+TINY_TRAIN = {"loss": "ce", "max_epochs": 2, "batch_size": 64, "lr": 0.01, "device": "cpu", "eval_batch_size": 256}
 TINY_GENERATION = {"m": 2, "max_len": 20, "tau": 10, "batch_rows": 512}
 
 __all__ = ["ROOT", "TINY_TRAIN", "Orchestrator", "free_ports", "orchestrator_env", "service_env", "start_orchestrator",
@@ -27,8 +27,8 @@ __all__ = ["ROOT", "TINY_TRAIN", "Orchestrator", "free_ports", "orchestrator_env
 
 
 def tiny_spec(dataset: str, **overrides: Any) -> dict[str, Any]:
-    """A 2-iteration run that takes seconds on one CPU core."""
-    return {"dataset": dataset, "iterations": 2, "student": TINY_MODEL, "train": TINY_TRAIN,
+    """A 2-iteration run that takes seconds on one CPU core (the paper's recipe: no real-data stage)."""
+    return {"dataset": dataset, "recipe": "paper", "iterations": 2, "student": TINY_MODEL, "train": TINY_TRAIN,
             "generation": TINY_GENERATION, "seed": 1, **overrides}
 
 

@@ -59,7 +59,8 @@ def test_sigkill_in_every_stage_then_restart_completes_the_run(redis_url, servic
             version = http.post("/datasets", params={"filename": "tiny.txt"}, content=tiny_text).json()["version"]
         stop(orchestrator.proc)
         # what POST /runs does, with no orchestrator up: the next one to start dies in the run's first stage
-        run = run_document(RunSpec.model_validate(spec(version)))
+        validated = RunSpec.model_validate(spec(version))
+        run = run_document(validated, *validated.resolve())
         store.create_run(run)
         run_id = run["id"]
         run = killed_itself(start("prepare:published", wait=False))

@@ -9,11 +9,11 @@ import math
 import pytest
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
+from rsir.recursion import after_student
 from services.orchestrator.report import run_document
 from services.orchestrator.schemas import GenerationSpec, ModelSpec, RunSpec, TrainSpec
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.shards import shard_keys
-from services.orchestrator.stages import after_student
 from services.orchestrator.store import dumps
 
 
@@ -33,7 +33,8 @@ def test_spec_round_trips_through_the_run_document_with_infinite_tau():
     spec = RunSpec.model_validate({"dataset": "synthetic", "generation": {"tau": "inf", "p": 0.3},
                                    "train": {"synthetic_weight": 0.5, "finetune_real": True, "finetune_lr_scale": 0.3},
                                    "teacher": {"model": {"name": "gru", "dim": 8}}})
-    stored = json.loads(dumps(run_document(spec)))  # strict JSON, as Redis holds it
+    stored = json.loads(dumps(run_document(spec, *spec.resolve())))  # strict JSON, as Redis holds it
+    assert stored["spec"]["generation"]["tau"] == "inf"  # τ = ∞ has one spelling in JSON (rsir.jsonio)
     again = RunSpec.model_validate(stored["spec"])
     assert math.isinf(again.generation.config(0).tau) and again.generation.config(0).p == 0.3
     assert again.teacher.model.config().name == "gru" and again == spec
@@ -62,6 +63,6 @@ def test_settings_from_the_environment(monkeypatch):
 
 
 def test_documents_are_strict_json_and_shard_keys_are_fixed():
-    assert json.loads(dumps({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": [None, 1.5]}
+    assert json.loads(dumps({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": ["inf", 1.5]}
     assert shard_keys("r0123456789ab", 1, 2) == ["generated/r0123456789ab/1/shard-0-of-2.npz",
                                                  "generated/r0123456789ab/1/shard-1-of-2.npz"]

@@ -5,10 +5,15 @@ that no fuzzed run trains), and the undisturbed reference run every fault is com
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from reliability_stack import FAULT_SPEC, Api, Stack, start_api, start_stack, submit, wait_finished
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))  # service_helpers, for test_hostile_grpc
+
+from services.testing.stack import FAULT_SPEC, Api, Stack, start_api, start_stack, submit, wait_finished
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +46,7 @@ def reference(system, dataset) -> dict:
 
 @pytest.fixture(scope="session")
 def api(system, tmp_path_factory) -> Iterator[Api]:
-    """An orchestrator for hostile input, on the system's Redis (see ``reliability_stack.start_api``)."""
+    """An orchestrator for hostile input, on the system's Redis (see ``services.testing.stack.start_api``)."""
     api = start_api(tmp_path_factory.mktemp("api"), system.redis_url)
     try:
         yield api

@@ -18,13 +18,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 import redis
-from orchestrator_helpers import wait_for
-from reliability_stack import FAULT_SPEC, Stack, submit, wait_finished
+from processes import wait_for
 
 from rsir.checkpoint import checkpoint_bytes
 from rsir.config import ModelConfig
 from rsir.models import build_model
 from services.generator.results import read_result
+from services.testing.stack import FAULT_SPEC, Stack, submit, wait_finished
 
 pytestmark = pytest.mark.slow
 OUTAGE_S = float(os.environ.get("RSIR_OUTAGE_S", "10"))  # how long the object store stays down (bench: 30)

@@ -14,12 +14,12 @@ import httpx
 import pytest
 import redis
 import torch
-from reliability_fuzz import fuzz_schema, fuzz_uploads, run_outcomes
-from reliability_stack import wait_finished
 
 from rsir.checkpoint import checkpoint_bytes
 from rsir.config import ModelConfig
 from rsir.models import build_model
+from services.testing.fuzz import fuzz_schema, fuzz_uploads, run_outcomes
+from services.testing.stack import wait_finished
 
 TRAVERSALS = ["../../../../etc/passwd", "..%2F..%2F..%2Fetc%2Fpasswd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
               "..\\..\\windows\\win.ini", "/etc/passwd", "....//....//etc/passwd", "runs/../../x", "%00", "a%00.txt",

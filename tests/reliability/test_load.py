@@ -5,8 +5,9 @@ wait in the queue, and all finish, never more of them running at once than
 from __future__ import annotations
 
 import pytest
-from reliability_load import flood
-from reliability_stack import FAULT_SPEC
+
+from services.testing.load import flood
+from services.testing.stack import FAULT_SPEC
 
 pytestmark = pytest.mark.slow
 COUNT = 100

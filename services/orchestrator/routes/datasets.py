@@ -64,7 +64,8 @@ async def get_dataset(version: Version, store: StoreDep) -> Response:
     record = await store.dataset_async(version)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset version {version}")
-    ancestors, parent = [], record.get("parent")
+    ancestors: list[str] = []
+    parent = record.get("parent")
     while parent and len(ancestors) < MAX_LINEAGE:
         ancestors.append(parent)
         parent = (await store.dataset_async(parent) or {}).get("parent")

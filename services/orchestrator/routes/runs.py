@@ -42,7 +42,7 @@ def _check_inputs(spec: RunSpec, store: DatasetStore, settings: Any) -> None:
         if record is not None and checkpoint["num_items"] != record["stats"]["items"]:
             raise field_error(422, loc, f"the checkpoint scores {checkpoint['num_items']} items, the dataset has "
                               f"{record['stats']['items']}")
-        if spec.generation.config(0).max_len > checkpoint["model"]["max_len"]:
+        if spec.resolve()[1].generation.max_len > checkpoint["model"]["max_len"]:
             raise field_error(422, ["body", "generation", "max_len"], "exceeds the teacher checkpoint's max_len "
                               f"({checkpoint['model']['max_len']})")
 

@@ -1,0 +1,172 @@
+"""A run's whole configuration (``RunConfig``) and the named, frozen recipes it starts from.
+
+A recipe is a TOML file in ``configs/recipes/`` (or ``$RSIR_RECIPES_DIR``) with the sections of
+``RunConfig``: top-level ``iterations``/``early_stop``/``significance``/``seed`` and the tables
+``[student]``, ``[train]``, ``[generation]``, ``[teacher]``. A run names a recipe and may override
+any field beside it; with no name, a benchmark gets its own validated recipe and any other dataset
+the one that validated best across the benchmarks (``default``). The CLI, the run API and the bench
+all resolve a run's configuration here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig, from_dict
+from rsir.errors import ConfigError
+
+DEFAULT_RECIPE = "default"
+RECIPE_SECTIONS = ("student", "train", "generation", "teacher")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Who generates, when it is not simply the student of the iteration (weak-to-strong).
+
+    ``model``: a backbone trained on D_k each iteration (with ``train``, else the run's training
+    settings). ``checkpoint``: a fixed model (a file path in-process, the sha256 of an uploaded
+    checkpoint in the services). ``real_stage``: the student teaches after a real-data stage
+    (``TrainConfig.finetune_lr`` on D_k's real sequences, kept if validation rises); a student whose
+    training already ended with one teaches as it is, so this only adds work where it had none (D_0).
+    """
+
+    model: ModelConfig | None = None
+    train: TrainConfig | None = None
+    checkpoint: str | None = None
+    real_stage: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model is not None and self.checkpoint is not None:
+            raise ConfigError("teacher: give at most one of 'model' or 'checkpoint'")
+        if self.train is not None and self.model is None:
+            raise ConfigError("teacher.train: only a teacher 'model' is trained")
+        if self.real_stage and (self.model is not None or self.checkpoint is not None):
+            raise ConfigError("teacher.real_stage: applies to the student as teacher only")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """K iterations of train → generate → merge → retrain, and how the reported one is chosen.
+
+    ``seed`` is the run's one seed: it replaces the seeds of ``train``, ``generation`` and the
+    teacher's training. ``early_stop``: stop after this many iterations without a better validation
+    NDCG@20. ``significance``: paired test of the selected iteration against iteration 0.
+    """
+
+    iterations: int = 1
+    student: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    teacher: TeacherConfig | None = None
+    early_stop: int | None = None
+    significance: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.iterations, int) or isinstance(self.iterations, bool) or not 0 <= self.iterations <= 20:
+            raise ConfigError(f"iterations: must be in [0, 20], got {self.iterations!r}")
+        if self.early_stop is not None and not 1 <= self.early_stop <= 20:
+            raise ConfigError(f"early_stop: must be in [1, 20], got {self.early_stop}")
+        if not 0 <= self.seed <= 2**31 - 1:
+            raise ConfigError(f"seed: must be in [0, 2147483647], got {self.seed}")
+        object.__setattr__(self, "train", replace(self.train, seed=self.seed))
+        object.__setattr__(self, "generation", replace(self.generation, seed=self.seed))
+        if self.teacher is not None and self.teacher.train is not None:
+            object.__setattr__(self, "teacher", replace(self.teacher, train=replace(self.teacher.train,
+                                                                                       seed=self.seed)))
+        limit = self.generator.max_len if self.generator is not None else self.student.max_len
+        if self.generation.max_len > limit:
+            raise ConfigError(f"generation.max_len: {self.generation.max_len} exceeds the generating model's "
+                              f"max_len ({limit})")
+
+    @property
+    def generator(self) -> ModelConfig | None:
+        """The backbone that generates when it is trained here (None: a fixed checkpoint)."""
+        if self.teacher is not None and self.teacher.checkpoint is not None:
+            return None
+        return self.teacher.model if self.teacher is not None and self.teacher.model else self.student
+
+    @property
+    def teacher_train(self) -> TrainConfig:
+        return self.teacher.train if self.teacher is not None and self.teacher.train else self.train
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Build from a mapping shaped like a recipe file; unknown keys are refused by name."""
+        data = dict(data)
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"run: unknown field(s) {', '.join(unknown)}")
+        section: dict[str, Any] = {}
+        for name, kind in (("student", ModelConfig), ("train", TrainConfig), ("generation", GenerationConfig)):
+            if name in data:
+                section[name] = from_dict(kind, _mapping(data.pop(name), name))
+        teacher = data.pop("teacher", None)
+        if teacher is not None:
+            teacher = dict(_mapping(teacher, "teacher"))
+            if teacher.get("model") is not None:
+                teacher["model"] = from_dict(ModelConfig, _mapping(teacher["model"], "teacher.model"))
+            if teacher.get("train") is not None:
+                teacher["train"] = from_dict(TrainConfig, _mapping(teacher["train"], "teacher.train"))
+            section["teacher"] = from_dict(TeacherConfig, teacher)
+        return from_dict(cls, {**data, **section})
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected a table of settings, got {type(value).__name__}")
+    return value
+
+
+def recipes_dir() -> Path:
+    """``$RSIR_RECIPES_DIR``, else ``configs/recipes`` beside the package (a source checkout or image)."""
+    env = os.environ.get("RSIR_RECIPES_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs" / "recipes"
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.toml"))
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    """The raw settings of recipe ``name`` (a mapping shaped like ``RunConfig``), or of a ``.toml`` file."""
+    path = Path(name) if name.endswith(".toml") else recipes_dir() / f"{name}.toml"
+    if not (name.endswith(".toml") or name.replace("-", "").replace("_", "").isalnum()) or not path.is_file():
+        raise ConfigError(f"recipe: no recipe {name!r}; choose from {', '.join(recipe_names()) or 'none found'}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {name!r}: {exc}") from None
+
+
+def recipe_for(dataset: str) -> str:
+    """The recipe a run on ``dataset`` gets when it names none."""
+    return dataset if dataset in recipe_names() else DEFAULT_RECIPE
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` over ``base``, table by table: a field given replaces the recipe's, the rest stays.
+    A ``teacher`` given whole replaces the recipe's teacher (a model teacher and a real-stage one do not mix)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if key in ("student", "train", "generation") and isinstance(value, Mapping):
+            out[key] = {**_mapping(out.get(key, {}), key), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(recipe: str | None, dataset: str, overrides: Mapping[str, Any] | None = None) -> tuple[str, RunConfig]:
+    """The recipe's name and the run configuration: the recipe (``recipe_for(dataset)`` when None)
+    with ``overrides`` on top."""
+    name = recipe or recipe_for(dataset)
+    return name, RunConfig.from_dict(merge(load_recipe(name), overrides or {}))
