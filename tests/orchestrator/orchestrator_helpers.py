@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))  # the
 from processes import wait_for as wait_for  # re-exported: the orchestrator tests import it from here
 from service_helpers import free_ports, service_env
 
+from services.testing.stack import stop as stop  # re-exported: the orchestrator tests import it from here
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY_MODEL = {"name": "sasrec", "dim": 16, "layers": 1, "heads": 1, "max_len": 20, "dropout": 0.0}
 TINY_TRAIN = {"loss": "ce", "max_epochs": 2, "batch_size": 64, "lr": 0.01, "device": "cpu", "eval_batch_size": 256}
@@ -30,17 +32,6 @@ def tiny_spec(dataset: str, **overrides: Any) -> dict[str, Any]:
     """A 2-iteration run that takes seconds on one CPU core (the paper's recipe: no real-data stage)."""
     return {"dataset": dataset, "recipe": "paper", "iterations": 2, "student": TINY_MODEL, "train": TINY_TRAIN,
             "generation": TINY_GENERATION, "seed": 1, **overrides}
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    """Stop a process we started, by its PID; SIGKILL if it does not exit in time."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def start_process(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
