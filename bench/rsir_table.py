@@ -11,13 +11,16 @@ Examples::
 
     python bench/rsir_table.py --datasets beauty --seeds 0 1 2                 # the beauty recipe
     python bench/rsir_table.py --datasets sports --recipe paper --iterations 3 --tau inf --tag no-fidelity
-    python bench/rsir_table.py --datasets toys --recipe toys --baselines insertion reorder
+    python bench/rsir_table.py --datasets toys --baselines insertion reorder --no-finetune-real
+
+Every flag of ``rsir run`` that overrides a recipe is taken here too (``rsir.flags.add_run_flags``).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,8 +31,8 @@ import numpy as np
 from rsir import jsonio
 from rsir.analysis import describe
 from rsir.augmentation import augment
+from rsir.flags import add_run_flags, given_flags, run_config_from_args
 from rsir.loop import LocalRun, run_local
-from rsir.recipes import resolve
 from rsir.recursion import Trained
 from rsir.resources import machine
 from rsir.sources import load_dataset
@@ -51,24 +54,9 @@ def _trained(record: Trained) -> dict[str, Any]:
             "insertion_sequences": record.insertion_sequences}
 
 
-def _overrides(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """The command line's settings over the recipe's, shaped like a recipe file."""
-    given: dict[str, Any] = {"seed": seed}
-    if args.iterations is not None:
-        given["iterations"] = args.iterations
-    generation = {k: getattr(args, k) for k in ("tau", "p", "m", "top_k", "prefix") if getattr(args, k) is not None}
-    train = {k: getattr(args, k) for k in ("synthetic_weight", "finetune_lr_scale", "insertion_ratio")
-             if getattr(args, k) is not None}
-    if args.finetune is not None:
-        train["finetune_real"] = args.finetune
-    if args.teacher_real_stage:
-        given["teacher"] = {"real_stage": True}
-    return {**given, **({"generation": generation} if generation else {}), **({"train": train} if train else {})}
-
-
-def run(dataset_name: str, seed: int, args: argparse.Namespace) -> LocalRun:
+def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.Namespace) -> LocalRun:
     data = load_dataset(dataset_name, args.data_dir)
-    recipe, config = resolve(args.recipe, dataset_name, _overrides(args, seed))
+    recipe, config = run_config_from_args(args, given, dataset_name, seed=seed)
     model = config.student.name
     stem = f"{dataset_name}-{model}-{args.setting or ('paper' if recipe == 'paper' else 'strong')}-seed{seed}"
     tag = args.tag if args.tag is not None else f"-recipe-{recipe}"
@@ -103,20 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["beauty", "sports", "toys"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--recipe", help="default: each dataset's own recipe (rsir.recipes.recipe_for)")
     parser.add_argument("--baselines", nargs="*", default=[], choices=["reorder", "insertion"])
-    parser.add_argument("--iterations", type=int)
-    parser.add_argument("--tau", type=jsonio.number)
-    parser.add_argument("--p", type=float)
-    parser.add_argument("--m", type=int)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--prefix", choices=["first", "random"])
-    parser.add_argument("--synthetic-weight", type=float)
-    parser.add_argument("--finetune", action=argparse.BooleanOptionalAction, help="TrainConfig.finetune_real")
-    parser.add_argument("--finetune-lr-scale", type=float)
-    parser.add_argument("--insertion-ratio", type=float)
-    parser.add_argument("--teacher-real-stage", action="store_true",
-                        help="the student teaches after a real-data stage (the fine-tuned base on D0)")
+    add_run_flags(parser)  # the recipe and anything over it, as `rsir run` takes them
     parser.add_argument("--setting", help="the rows' setting label (default: 'paper' for the paper recipe, "
                                           "else 'strong')")
     parser.add_argument("--tag", help="suffix of the rows' names (default: -recipe-<name>)")
@@ -125,9 +101,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.tag and not args.tag.startswith("-"):
         args.tag = f"-{args.tag}"
+    given = given_flags(sys.argv[1:])
     for dataset in args.datasets:
         for seed in args.seeds:
-            run(dataset, seed, args)
+            run(dataset, seed, args, given)
 
 
 if __name__ == "__main__":

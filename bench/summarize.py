@@ -250,10 +250,10 @@ def main() -> None:
         + "\n## Reproducing a row\n\n"
         + "Each row of the RSIR tables is one file, `bench/results/rsir/<row>.json`, for example "
         + "`toys-sasrec-strong-seed0-rsir1-w0.5-ft.json`. The per-user test ranks that the paired tests need are "
-        + "not in git: `bench/rsir_table.py` with the row's flags writes them to `bench/results/rsir/ranks/<row>.npy` "
-        + "(that row: `python bench/rsir_table.py --datasets toys --models sasrec --seeds 0 --methods rsir "
-        + "--synthetic-weight 0.5 --finetune --tag w0.5`; a base row's ranks are written when its model is trained, "
-        + "which a clone without `bench/cache` does on any run). A rerun matches the recorded row where the CPU "
+        + "not in git: `bench/rsir_table.py` runs the row's recipe and flags through the product's loop and writes "
+        + "them to `bench/results/rsir/ranks/<row>.npy` with the base's as `<stem>-base<tag>` (that row: "
+        + "`python bench/rsir_table.py --datasets toys --seeds 0 --recipe default --tag w0.5-ft`). A rerun matches "
+        + "the recorded row where the CPU "
         + "reproduces the training. Without the ranks, `python bench/summarize.py` takes each p-value from "
         + "`bench/results/paired-tests.json`, which it rewrites whenever the ranks are present.\n")
     records.save_paired_tests()

@@ -18,7 +18,14 @@ from typing import Any
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.errors import RsirError
-from rsir.flags import add_config_flags, config_from_args, load_config_file
+from rsir.flags import (
+    add_config_flags,
+    add_run_flags,
+    config_from_args,
+    given_flags,
+    load_config_file,
+    run_config_from_args,
+)
 from rsir.jsonio import write as write_json
 
 
@@ -63,42 +70,14 @@ def _stage_note(kept: bool | None) -> str:
     return "" if kept is None else f"; real-data stage {'kept' if kept else 'not kept'} on validation"
 
 
-def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line (``args.given``: flags typed, defaults left out),
-    shaped like a recipe, to go over the recipe's."""
-    given = vars(args.given)
-    sections: dict[str, Any] = {}
-    for cls, section in ((ModelConfig, "student"), (TrainConfig, "train"), (GenerationConfig, "generation")):
-        prefix = cls.__name__ + "."
-        values = {k[len(prefix):]: v for k, v in given.items() if k.startswith(prefix)}
-        if section == "train" and "seed" in values:
-            sections["seed"] = values.pop("seed")  # the run's one seed
-        values.pop("seed", None)  # generation's seed is the run's
-        if values:
-            sections[section] = values
-    for key in ("iterations", "early_stop", "significance"):
-        if key in given:
-            sections[key] = given[key]
-    if args.teacher_checkpoint:
-        sections["teacher"] = {"checkpoint": str(args.teacher_checkpoint)}
-    elif args.teacher_real_stage is not None:
-        sections["teacher"] = {"real_stage": True} if args.teacher_real_stage else None
-    return sections
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from rsir.checkpoint import save_checkpoint
     from rsir.loop import run_local
     from rsir.plots import plot_iterations
-    from rsir.recipes import TeacherConfig, resolve
     from rsir.sources import load_dataset
 
     dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
-    recipe, config = resolve(args.recipe, args.data if args.recipe is None else "", _run_overrides(args))
-    if args.teacher:  # a cheap teacher: the student's shape, another backbone, optionally smaller
-        model = dataclasses.replace(config.student, name=args.teacher, dim=args.teacher_dim or config.student.dim,
-                                    layers=args.teacher_layers or config.student.layers)
-        config = dataclasses.replace(config, teacher=TeacherConfig(model=model))
+    recipe, config = run_config_from_args(args, args.given, args.data)
     sys.stdout.write(f"{dataset!r}\nrecipe {recipe}: {config.iterations} iteration(s), student {config.student.name}"
                      f", teacher {_teacher_name(config)}\n")
     done = run_local(dataset, config, progress=not args.quiet)
@@ -140,12 +119,11 @@ def _teacher_name(config: Any) -> str:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from rsir.recipes import load_recipe, recipe_names, recipes_dir
+    from rsir.recipes import load_recipe, recipe_names, recipe_summary
 
     for name in recipe_names():
-        recipe = load_recipe(name)
-        first = (recipes_dir() / f"{name}.toml").read_text().splitlines()[0].lstrip("# ")
-        sys.stdout.write(f"{name:10} {first}\n" if not args.verbose_recipe else f"## {name}\n{recipe}\n")
+        sys.stdout.write(f"## {name}\n{load_recipe(name)}\n" if args.verbose_recipe
+                         else f"{name:10} {recipe_summary(name)}\n")
     return 0
 
 
@@ -240,36 +218,6 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 
 
 _SUBPARSERS: dict[str, argparse.ArgumentParser] = {}
-
-
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """The flags of ``rsir run`` that override a recipe."""
-    p.add_argument("--recipe", help="a recipe name or a .toml file (default: the dataset's own recipe, else "
-                                    "'default', the one that validated best across the benchmarks)")
-    add_config_flags(p, ModelConfig)
-    add_config_flags(p, TrainConfig)
-    add_config_flags(p, GenerationConfig)
-    p.add_argument("--iterations", type=int, help="K, iterations after the base model")
-    p.add_argument("--early-stop", type=int, help="stop after this many iterations without a better validation "
-                                                  "NDCG@20")
-    p.add_argument("--significance", action=argparse.BooleanOptionalAction,
-                   help="paired test of the selected iteration against iteration 0")
-    p.add_argument("--teacher", help="teacher backbone (default: the student teaches itself)")
-    p.add_argument("--teacher-dim", type=int, help="teacher width (default: the student's)")
-    p.add_argument("--teacher-layers", type=int, help="teacher depth (default: the student's)")
-    p.add_argument("--teacher-checkpoint", type=Path, help="a fixed teacher model")
-    p.add_argument("--teacher-real-stage", action=argparse.BooleanOptionalAction,
-                   help="the student teaches after a real-data stage (TrainConfig.finetune_lr)")
-
-
-def given_flags(argv: Sequence[str]) -> argparse.Namespace:
-    """The ``rsir run`` flags typed on the command line, defaults left out (they go over the recipe)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_run_flags(parser)
-    for action in parser._actions:  # argparse has no public switch for "no defaults"
-        action.default = argparse.SUPPRESS
-    given, _ = parser.parse_known_args(argv)
-    return given
 
 
 def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Command-line flags generated from the config dataclasses, and frozen experiment config files.
+"""Command-line flags generated from the config dataclasses, the run flags that go over a recipe, and
+frozen experiment config files.
 
 A flag per dataclass field (``--dim``, ``--epochs``, ``--tau`` ...), typed, with its choices and
 help from the field's setting (``rsir.config.schema``), lands in the namespace as ``<Class>.<field>``,
@@ -14,6 +15,7 @@ from typing import Any
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig, from_dict, schema
 from rsir.errors import RsirError
+from rsir.recipes import RunConfig, TeacherConfig, resolve
 
 _RENAMED = {
     ModelConfig: {"name": "model"},
@@ -41,6 +43,63 @@ def config_from_args(args: argparse.Namespace, cls: type) -> Any:
     """Config ``cls`` from the parsed flags (config-file defaults included, so "inf" reads as a float)."""
     prefix = cls.__name__ + "."
     return from_dict(cls, {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)})
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of a recipe run (``rsir run``, ``bench/rsir_table.py``): any of them given overrides the recipe."""
+    p.add_argument("--recipe", help="a recipe name or a .toml file (default: the dataset's own recipe, else "
+                                    "'default', the one that validated best across the benchmarks)")
+    add_config_flags(p, ModelConfig)
+    add_config_flags(p, TrainConfig)
+    add_config_flags(p, GenerationConfig)
+    p.add_argument("--iterations", type=int, help="K, iterations after the base model")
+    p.add_argument("--early-stop", type=int, help="stop after this many iterations without a better validation "
+                                                  "NDCG@20")
+    p.add_argument("--significance", action=argparse.BooleanOptionalAction,
+                   help="paired test of the selected iteration against iteration 0")
+    p.add_argument("--teacher", help="teacher backbone (default: the student teaches itself)")
+    p.add_argument("--teacher-dim", type=int, help="teacher width (default: the student's)")
+    p.add_argument("--teacher-layers", type=int, help="teacher depth (default: the student's)")
+    p.add_argument("--teacher-checkpoint", type=Path, help="a fixed teacher model")
+    p.add_argument("--teacher-real-stage", action=argparse.BooleanOptionalAction,
+                   help="the student teaches after a real-data stage (TrainConfig.finetune_lr)")
+
+
+def given_flags(argv: list[str]) -> argparse.Namespace:
+    """The run flags typed in ``argv``, defaults left out: only those go over the recipe."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_run_flags(parser)
+    for action in parser._actions:  # argparse has no public switch for "no defaults"
+        action.default = argparse.SUPPRESS
+    given, _ = parser.parse_known_args(argv)
+    return given
+
+
+def run_config_from_args(args: argparse.Namespace, given: argparse.Namespace, dataset: str,
+                         **fixed: Any) -> tuple[str, RunConfig]:
+    """The recipe ``args.recipe`` (else ``dataset``'s) with the ``given`` flags over it and ``fixed``
+    settings (e.g. a bench's seed) over those: the recipe's name and the run's configuration."""
+    typed = vars(given)
+    overrides: dict[str, Any] = {}
+    for cls, section in ((ModelConfig, "student"), (TrainConfig, "train"), (GenerationConfig, "generation")):
+        prefix = cls.__name__ + "."
+        values = {k[len(prefix):]: v for k, v in typed.items() if k.startswith(prefix)}
+        if section == "train" and "seed" in values:
+            overrides["seed"] = values.pop("seed")  # the run's one seed
+        values.pop("seed", None)  # generation's seed is the run's
+        if values:
+            overrides[section] = values
+    overrides.update({key: typed[key] for key in ("iterations", "early_stop", "significance") if key in typed})
+    if args.teacher_checkpoint:
+        overrides["teacher"] = {"checkpoint": str(args.teacher_checkpoint)}
+    elif args.teacher_real_stage is not None:
+        overrides["teacher"] = {"real_stage": True} if args.teacher_real_stage else None
+    recipe, config = resolve(args.recipe, dataset, {**overrides, **fixed})
+    if args.teacher:  # a cheap teacher: the student's shape, another backbone, optionally smaller
+        model = dataclasses.replace(config.student, name=args.teacher, dim=args.teacher_dim or config.student.dim,
+                                    layers=args.teacher_layers or config.student.layers)
+        config = dataclasses.replace(config, teacher=TeacherConfig(model=model))
+    return recipe, config
 
 
 _TABLES = {"model": ModelConfig, "train": TrainConfig, "generation": GenerationConfig}

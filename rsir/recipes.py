@@ -137,6 +137,12 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in recipes_dir().glob("*.toml"))
 
 
+def recipe_summary(name: str) -> str:
+    """The first line of a recipe file's comment: what the recipe is."""
+    lines = (recipes_dir() / f"{name}.toml").read_text().splitlines()
+    return lines[0].lstrip("# ") if lines else ""
+
+
 def load_recipe(name: str) -> dict[str, Any]:
     """The raw settings of recipe ``name`` (a mapping shaped like ``RunConfig``), or of a ``.toml`` file."""
     path = Path(name) if name.endswith(".toml") else recipes_dir() / f"{name}.toml"

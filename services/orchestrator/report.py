@@ -11,7 +11,6 @@ import time
 import uuid
 from typing import Any
 
-from rsir.jsonio import jsonable
 from rsir.recipes import RunConfig
 from rsir.recursion import RunState
 from services.orchestrator.schemas import RunSpec
@@ -24,8 +23,8 @@ def run_document(spec: RunSpec, recipe: str, config: RunConfig) -> dict[str, Any
     """A new run: queued, at its first stage."""
     now = time.time()
     return {"id": f"r{uuid.uuid4().hex[:12]}", "name": spec.name, "status": "queued",
-            "iterations_total": config.iterations, "spec": jsonable(spec.model_dump(exclude_none=True)),
-            "recipe": recipe, "config": jsonable(config.to_dict()),
+            "iterations_total": config.iterations, "spec": spec.model_dump(exclude_none=True),
+            "recipe": recipe, "config": config.to_dict(),
             "created_at": now, "updated_at": now, "started_at": None, "finished_at": None, "error": None,
             **RunState().to_dict(), "datasets": [], "report": None, "resumes": 0}
 

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
@@ -180,9 +181,15 @@ class RunSpec(_Spec):
         raise ValueError(f"must be a benchmark ({', '.join(BENCHMARKS)}), '{SYNTHETIC}' or a dataset version "
                          "(64 lowercase hex digits)")
 
+    _resolved: tuple[str, RunConfig] = PrivateAttr()
+
     @model_validator(mode="after")
     def _resolves(self) -> RunSpec:
-        self.resolve()
+        """Resolve the recipe once, at validation; a bad combination gets a 422 naming its field."""
+        try:
+            self._resolved = resolve(self.recipe, self.dataset, self.overrides())
+        except ConfigError as exc:
+            raise located(exc, self) from None
         return self
 
     def overrides(self) -> dict[str, Any]:
@@ -190,11 +197,8 @@ class RunSpec(_Spec):
         return self.model_dump(exclude_none=True, exclude={"dataset", "name", "recipe"})
 
     def resolve(self) -> tuple[str, RunConfig]:
-        """The recipe's name and the run's configuration; a bad combination names the field."""
-        try:
-            return resolve(self.recipe, self.dataset, self.overrides())
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        """The recipe's name and the run's configuration, as resolved when the request was validated."""
+        return self._resolved
 
 
 class RunCreated(BaseModel):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -114,10 +113,8 @@ class ServiceWorkers:
         self.driver.failpoint(f"train_{role}", "trained")
         if outcome.ranks is None:
             raise RunError(f"the trainer at {trainer.address} returned no test ranks (an older version?)")
-        trained = Trained(dataclasses.asdict(outcome.checkpoint), dataclasses.asdict(outcome.ranks), outcome.valid,
-                          outcome.test, outcome.best_epoch, outcome.epochs, outcome.stopped_by, outcome.seconds,
-                          outcome.seconds_per_epoch, outcome.peak_memory_mb, outcome.finetune_kept,
-                          outcome.insertion_sequences, job_id)
+        recorded = dataclasses.asdict(outcome)  # the checkpoint and ranks become their JSON handles
+        trained = Trained(**{f.name: recorded[f.name] for f in dataclasses.fields(Trained)})
         if role == "student":
             self.store.emit(self.run_id, "iteration", {"iteration": k, "test": outcome.test, "valid": outcome.valid})
         return trained
@@ -159,7 +156,7 @@ class ServiceWorkers:
         teacher = self.execution.doc["config"]["teacher"]
         lineage = {"source": "generated", "parent": parent.version, "run": self.run_id, "iteration": k + 1,
                    "teacher_checkpoint": generation["teacher_checkpoint"], "teacher": teacher or "student",
-                   "generation": {**to_dict(config), "tau": "inf" if math.isinf(config.tau) else config.tau},
+                   "generation": to_dict(config),
                    "generation_stats": generation["stats"], "merge": counts}
         record, created = self.store.publish_dataset(merged, lineage)
         self.driver.failpoint("merge", "published")

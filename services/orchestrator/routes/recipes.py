@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from rsir.jsonio import jsonable
-from rsir.recipes import RunConfig, load_recipe, recipe_names, recipes_dir
+from rsir.recipes import RunConfig, load_recipe, recipe_names, recipe_summary
 
 router = APIRouter(prefix="/recipes", tags=["recipes"])
 
@@ -15,9 +15,5 @@ router = APIRouter(prefix="/recipes", tags=["recipes"])
 @router.get("")
 def list_recipes() -> list[dict[str, Any]]:
     """Every recipe: its name, the first line of its file's comment, and the settings it resolves to."""
-    out = []
-    for name in recipe_names():
-        lines = (recipes_dir() / f"{name}.toml").read_text().splitlines()
-        out.append({"name": name, "summary": lines[0].lstrip("# ") if lines else "",
-                    "config": jsonable(RunConfig.from_dict(load_recipe(name)).to_dict())})
-    return out
+    return [{"name": name, "summary": recipe_summary(name),
+             "config": jsonable(RunConfig.from_dict(load_recipe(name)).to_dict())} for name in recipe_names()]
