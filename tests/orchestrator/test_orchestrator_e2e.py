@@ -194,3 +194,38 @@ def test_dashboard_renders_the_run_in_headless_chromium(finished, tmp_path):
     assert shot.stat().st_size > 10_000
     if target := os.environ.get("RSIR_DASHBOARD_PNG"):  # e.g. docs/dashboard.png, to refresh the README's picture
         shutil.copy(shot, target)
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("RSIR_REQUIRE_BROWSER"),
+    reason=f"{CHROMIUM} missing: apt-get install -y chromium (CI sets RSIR_REQUIRE_BROWSER, so it never skips there)",
+)
+def test_dashboard_starts_a_run_from_a_named_recipe(finished):
+    """The form sends the same POST /runs a script would: a recipe by name, empty fields left to it."""
+    from playwright.sync_api import sync_playwright
+
+    version = finished.run["datasets"][0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{finished.http.base_url}/")
+            recipes = page.eval_on_selector_all("#new-run select[name=recipe] option", "els => els.map(e => e.value)")
+            assert recipes == ["", *sorted(r["name"] for r in finished.http.get("/recipes").json())]
+            page.select_option("#new-run select[name=recipe]", "paper")
+            assert page.text_content("#recipe-summary").startswith("The RSIR paper's settings")
+            page.select_option("#new-run select[name=dataset]", version)  # the uploaded dataset is offered
+            page.fill("#new-run input[name=iterations]", "0")
+            page.click("#new-run button[type=submit]")
+            page.wait_for_url("**/ui/runs/r*")
+            run_id = page.url.rsplit("/", 1)[1]
+            assert "recipe paper" in page.text_content("#recipe")
+        finally:
+            browser.close()
+    finished.http.post(f"/runs/{run_id}/cancel")  # the run itself is not this test's subject
+    run = finished.http.get(f"/runs/{run_id}").json()
+    assert run["spec"] == {"dataset": version, "recipe": "paper", "iterations": 0} and run["recipe"] == "paper"
+    assert run["config"]["train"]["loss"] == "sampled" and run["iterations_total"] == 0
+    assert not errors, errors
