@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rsir.config import GenerationConfig, ModelConfig, TrainConfig, from_dict
+from rsir.config import GenerationConfig, ModelConfig, TrainConfig, check, from_dict, setting
 from rsir.errors import ConfigError
 
 DEFAULT_RECIPE = "default"
@@ -36,18 +36,20 @@ class TeacherConfig:
     training already ended with one teaches as it is, so this only adds work where it had none (D_0).
     """
 
-    model: ModelConfig | None = None
-    train: TrainConfig | None = None
-    checkpoint: str | None = None
-    real_stage: bool = False
+    model: ModelConfig | None = setting(None, help="a backbone trained on D_k each iteration")
+    train: TrainConfig | None = setting(None, help="how the teacher model trains (default: the run's settings)")
+    checkpoint: str | None = setting(None, help="a fixed model: a file path in-process, an uploaded checkpoint's "
+                                                "sha256 in the services")
+    real_stage: bool = setting(False, help="the student teaches after a real-data stage")
 
     def __post_init__(self) -> None:
+        check(self)
         if self.model is not None and self.checkpoint is not None:
-            raise ConfigError("teacher: give at most one of 'model' or 'checkpoint'")
+            raise ConfigError("checkpoint: a teacher is a 'model' or a 'checkpoint', not both")
         if self.train is not None and self.model is None:
-            raise ConfigError("teacher.train: only a teacher 'model' is trained")
+            raise ConfigError("train: only a teacher 'model' is trained")
         if self.real_stage and (self.model is not None or self.checkpoint is not None):
-            raise ConfigError("teacher.real_stage: applies to the student as teacher only")
+            raise ConfigError("real_stage: applies to the student as teacher only")
 
 
 @dataclass(frozen=True)
@@ -59,22 +61,19 @@ class RunConfig:
     NDCG@20. ``significance``: paired test of the selected iteration against iteration 0.
     """
 
-    iterations: int = 1
-    student: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    teacher: TeacherConfig | None = None
-    early_stop: int | None = None
-    significance: bool = True
-    seed: int = 0
+    iterations: int = setting(1, ge=0, le=20, help="K: generation rounds after the base model")
+    student: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "the model trained and reported"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "how students train"})
+    generation: GenerationConfig = field(default_factory=GenerationConfig,
+                                         metadata={"help": "fidelity-filtered generation"})
+    teacher: TeacherConfig | None = setting(None, help="who generates (default: the student of the iteration)")
+    early_stop: int | None = setting(None, ge=1, le=20, help="stop after this many iterations without a better "
+                                                             "validation NDCG@20")
+    significance: bool = setting(True, help="paired test of the selected iteration against iteration 0")
+    seed: int = setting(0, ge=0, le=2**31 - 1, help="the run's one seed (training, generation, the teacher's)")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.iterations, int) or isinstance(self.iterations, bool) or not 0 <= self.iterations <= 20:
-            raise ConfigError(f"iterations: must be in [0, 20], got {self.iterations!r}")
-        if self.early_stop is not None and not 1 <= self.early_stop <= 20:
-            raise ConfigError(f"early_stop: must be in [1, 20], got {self.early_stop}")
-        if not 0 <= self.seed <= 2**31 - 1:
-            raise ConfigError(f"seed: must be in [0, 2147483647], got {self.seed}")
+        check(self)
         object.__setattr__(self, "train", replace(self.train, seed=self.seed))
         object.__setattr__(self, "generation", replace(self.generation, seed=self.seed))
         if self.teacher is not None and self.teacher.train is not None:
@@ -102,29 +101,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         """Build from a mapping shaped like a recipe file; unknown keys are refused by name."""
-        data = dict(data)
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"run: unknown field(s) {', '.join(unknown)}")
-        section: dict[str, Any] = {}
-        for name, kind in (("student", ModelConfig), ("train", TrainConfig), ("generation", GenerationConfig)):
-            if name in data:
-                section[name] = from_dict(kind, _mapping(data.pop(name), name))
-        teacher = data.pop("teacher", None)
-        if teacher is not None:
-            teacher = dict(_mapping(teacher, "teacher"))
-            if teacher.get("model") is not None:
-                teacher["model"] = from_dict(ModelConfig, _mapping(teacher["model"], "teacher.model"))
-            if teacher.get("train") is not None:
-                teacher["train"] = from_dict(TrainConfig, _mapping(teacher["train"], "teacher.train"))
-            section["teacher"] = from_dict(TeacherConfig, teacher)
-        return from_dict(cls, {**data, **section})
-
-
-def _mapping(value: Any, name: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{name}: expected a table of settings, got {type(value).__name__}")
-    return value
+        return from_dict(cls, data)
 
 
 def recipes_dir() -> Path:
@@ -157,6 +134,12 @@ def load_recipe(name: str) -> dict[str, Any]:
 def recipe_for(dataset: str) -> str:
     """The recipe a run on ``dataset`` gets when it names none."""
     return dataset if dataset in recipe_names() else DEFAULT_RECIPE
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected a table of settings, got {type(value).__name__}")
+    return value
 
 
 def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

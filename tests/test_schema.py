@@ -14,14 +14,16 @@ import math
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from rsir import jsonio
 from rsir.config import GenerationConfig, ModelConfig, Setting, TrainConfig, from_dict, schema, to_dict
 from rsir.errors import ConfigError
 from rsir.flags import add_config_flags, config_from_args
+from rsir.recipes import RunConfig, TeacherConfig
 from rsir_api.v1 import common_pb2, generator_pb2, trainer_pb2
 from services.common.convert import config_from_message, config_to_message
-from services.orchestrator.schemas import GenerationSpec, ModelSpec, RunSpec, TrainSpec
+from services.orchestrator.schemas import GenerationSpec, ModelSpec, RunSpec, TeacherSpec, TrainSpec
 
 # config, its API model and where it sits in a run spec, the fields the API leaves to the run, its proto message
 CONFIGS = [
@@ -174,3 +176,16 @@ def test_from_dict_builds_nested_configs_and_names_their_fields():
     assert outer.model == ModelConfig(dim=8) and math.isinf(outer.generation.tau)
     with pytest.raises(ConfigError, match=r"^model\.heads: must divide dim \(30\)"):
         from_dict(Outer, {"model": {"dim": 30, "heads": 4}})
+
+
+@pytest.mark.parametrize(("spec", "config", "edge"), [(RunSpec, RunConfig, {"dataset", "name", "recipe"}),
+                                                      (TeacherSpec, TeacherConfig, set())])
+def test_the_run_spec_mirrors_the_run_config(spec, config, edge):
+    """Every field of a run's configuration can be given beside a recipe, with the bounds of its setting."""
+    assert set(spec.model_fields) == {f.name for f in dataclasses.fields(config)} | edge
+    for s in schema(config):
+        for bound, value in s.bounds().items():
+            outside = value - 1 if bound in ("ge", "gt") else value + 1
+            with pytest.raises(ValidationError) as caught:
+                spec.model_validate({**({"dataset": "synthetic"} if edge else {}), s.name: outside})
+            assert caught.value.errors()[0]["loc"][0] == s.name

@@ -33,7 +33,7 @@ from rsir import jsonio
 from rsir.config import GenerationConfig, ModelConfig, Setting, TrainConfig, from_dict, schema
 from rsir.errors import ConfigError
 from rsir.models import MODELS
-from rsir.recipes import RunConfig, resolve
+from rsir.recipes import RunConfig, TeacherConfig, resolve
 from rsir.sources import BENCHMARKS, SYNTHETIC
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -139,6 +139,13 @@ else:
     GenerationSpec = spec_model(GenerationConfig, name="GenerationSpec")  # .config(seed), likewise
 
 
+def setting_field(cls: type, name: str, **edge: Any) -> Any:
+    """A request field for ``cls.<name>``: optional, with its setting's bounds and help (``edge``:
+    what only the API narrows further, e.g. a checkpoint is an uploaded one's sha256 here)."""
+    s = next(s for s in schema(cls) if s.name == name)
+    return Field(None, description=s.help or None, **{**_constraints(s, narrowed=False), **edge})
+
+
 class TeacherSpec(_Spec):
     """Weak-to-strong: the model that generates, when it is not the student itself
     (``rsir.recipes.TeacherConfig``).
@@ -148,10 +155,10 @@ class TeacherSpec(_Spec):
     (the student teaches after a real-data stage). Given, it replaces the recipe's teacher whole.
     """
 
-    model: ModelSpec | None = None
-    checkpoint: str | None = Field(None, pattern=HEX64.pattern)
-    train: TrainSpec | None = None
-    real_stage: bool | None = None
+    model: ModelSpec | None = setting_field(TeacherConfig, "model")
+    checkpoint: str | None = setting_field(TeacherConfig, "checkpoint", pattern=HEX64.pattern)
+    train: TrainSpec | None = setting_field(TeacherConfig, "train")
+    real_stage: bool | None = setting_field(TeacherConfig, "real_stage")
 
 
 class RunSpec(_Spec):
@@ -163,15 +170,14 @@ class RunSpec(_Spec):
     recipe: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
                                description="a named recipe (GET /recipes); default: the dataset's own recipe, "
                                            "else 'default'")
-    iterations: int | None = Field(None, ge=0, le=20, description="K: generation rounds after the base model")
-    student: ModelSpec | None = None
-    teacher: TeacherSpec | None = None
-    train: TrainSpec | None = None
-    generation: GenerationSpec | None = None
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    early_stop: int | None = Field(None, ge=1, le=20, description="stop after this many iterations without a "
-                                                                  "better validation NDCG@20")
-    significance: bool | None = Field(None, description="paired test of the selected iteration against iteration 0")
+    iterations: int | None = setting_field(RunConfig, "iterations")
+    student: ModelSpec | None = setting_field(RunConfig, "student")
+    teacher: TeacherSpec | None = setting_field(RunConfig, "teacher")
+    train: TrainSpec | None = setting_field(RunConfig, "train")
+    generation: GenerationSpec | None = setting_field(RunConfig, "generation")
+    seed: int | None = setting_field(RunConfig, "seed")
+    early_stop: int | None = setting_field(RunConfig, "early_stop")
+    significance: bool | None = setting_field(RunConfig, "significance")
 
     @field_validator("dataset")
     @classmethod
