@@ -12,11 +12,11 @@ test metrics are those of the epoch chosen on validation.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from rsir import jsonio
 from rsir.checkpoint import save_checkpoint
 from rsir.config import ModelConfig, TrainConfig, from_dict
 from rsir.datasets import SequenceDataset
@@ -94,7 +94,7 @@ def main() -> None:
                 for seed in args.seeds:
                     row = run_one(dataset, model, setting, seed, args.data_dir)
                     path = RESULTS / f"accuracy-{dataset}-{model}-{setting}-seed{seed}.json"
-                    path.write_text(json.dumps(row, indent=2) + "\n")
+                    jsonio.write(path, row)
                     print(f"{dataset:7} {model:8} {setting:6} seed {seed}: test recall@10 "
                           f"{row['test']['recall@10']:.4f} ndcg@10 {row['test']['ndcg@10']:.4f} "
                           f"({row['epochs']} epochs, {row['seconds_per_epoch']:.1f} s/epoch, "

@@ -8,11 +8,11 @@ lies in ``bench/cache``). Runs ``--repeats`` times after one warm-up and reports
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
+from rsir import jsonio
 from rsir.checkpoint import load_checkpoint
 from rsir.evaluation import evaluate
 from rsir.resources import machine, peak_memory_mb
@@ -41,7 +41,7 @@ def main() -> None:
            "median_seconds": statistics.median(seconds), "test": metrics, "peak_memory_mb": peak_memory_mb(),
            "machine": machine(), "date": time.strftime("%Y-%m-%d")}
     out = HERE / "results" / f"eval-speed-{args.data}.json"
-    out.write_text(json.dumps(row, indent=2) + "\n")
+    jsonio.write(out, row)
     print(f"{args.data}: {row['users']} users × {row['items']} items ranked in {row['median_seconds']:.2f} s "
           f"(median of {args.repeats}); peak {row['peak_memory_mb']:.0f} MiB")
 

@@ -12,7 +12,6 @@ keeps; trains nothing. Writes ``bench/results/gains-by-group-{dataset}.json`` an
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import records
 from accuracy import configs
 
+from rsir import jsonio
 from rsir.augmentation import most_frequent_successors
 from rsir.evaluation import EvalResult, paired_test
 from rsir.sources import load_dataset
@@ -133,9 +133,8 @@ def main() -> None:
             continue
         gains = group_gains(rows, user_keys(dataset, args.data_dir, max_len))
         stem = records.RESULTS / f"gains-by-group-{dataset}"
-        stem.with_suffix(".json").write_text(json.dumps(
-            {"dataset": dataset, "model": args.model, "setting": args.setting, "groups": gains,
-             "date": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+        jsonio.write(stem.with_suffix(".json"), {"dataset": dataset, "model": args.model, "setting": args.setting,
+                                                 "groups": gains, "date": time.strftime("%Y-%m-%d")})
         plot(dataset, gains, stem.with_suffix(".png"))
         print(f"{dataset}: {[v for v in rows if v != 'base']} → {stem}.json and .png")
 

@@ -65,8 +65,9 @@ def main() -> None:
         r = rows[-1]
         print(f"{items} items: peak {r['peak_mb_before']:.0f} → {r['peak_mb_after']:.0f} MiB in {r['seconds']:.1f} s "
               f"(one unchunked score matrix: {r['unchunked_scores_mb']:.0f} MiB)", flush=True)
-    (HERE / "results" / "generation-memory.json").write_text(
-        json.dumps({"runs": rows, "date": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+    from rsir import jsonio  # light: the parent process stays free of torch
+
+    jsonio.write(HERE / "results" / "generation-memory.json", {"runs": rows, "date": time.strftime("%Y-%m-%d")})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from rsir import jsonio
 from rsir.checkpoint import load_checkpoint
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.generation import generate, merge_generated
@@ -99,7 +100,7 @@ def main() -> None:
     }
     out = HERE / "results" / f"generation-speed-{args.data}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(row, indent=2, default=float) + "\n")
+    jsonio.write(out, row)
     print(json.dumps({k: row[k] for k in ("rows", "batched_seconds", "batched_rows_per_s", "oracle_rows_per_s",
                                           "speedup", "oracle_agrees_on_subset", "peak_memory_mb")}, indent=2))
 

@@ -29,6 +29,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from rsir import jsonio
 from rsir.data import write_sequences
 from rsir.resources import machine
 from rsir.synthetic import synthetic_dataset
@@ -124,7 +125,7 @@ def main() -> None:
               **result}
     out = RESULTS / f"reliability-{args.command}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    jsonio.write(out, report)
     print(json.dumps({k: v for k, v in report.items() if k not in ("machine", "operations", "failures")}, indent=2))
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import redis
 import uvloop
 
+from rsir import jsonio
 from rsir.resources import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +232,7 @@ def main() -> None:
                 "met": overall["p99_ms"] <= 50 and args.rate >= 200 and overall["errors"] == 0},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    jsonio.write(args.out, report)
     print(json.dumps({"overall": overall, "cpu_ms_per_request": report["orchestrator_cpu_ms_per_request"],
                       "bar_met": report["bar"]["met"]}, indent=2))
 

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from rsir import jsonio
 from rsir.checkpoint import checkpoint_bytes, load_checkpoint
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.generation import generate
@@ -120,7 +121,7 @@ def main() -> None:
     }
     out = HERE / "results" / f"streaming-overhead-{args.data}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(row, indent=2, default=float) + "\n")
+    jsonio.write(out, row)
     print(json.dumps({k: row[k] for k in ("sequences", "same_output", "median_seconds", "overhead")}, indent=2))
 
 

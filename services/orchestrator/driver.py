@@ -21,7 +21,7 @@ from services.orchestrator.report import run_document
 from services.orchestrator.schemas import RunSpec
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.stages import TRANSIENT, Execution, finish
-from services.orchestrator.store import FINAL, DatasetStore
+from services.orchestrator.store import FINAL, Store
 from services.trainer.client import TrainerClient
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class Driver:
     """Queue workers that execute runs; ``start``/``stop`` are called by the app's lifespan."""
 
-    def __init__(self, store: DatasetStore, trainer: TrainerClient, generators: list[tuple[str, GeneratorClient]],
+    def __init__(self, store: Store, trainer: TrainerClient, generators: list[tuple[str, GeneratorClient]],
                  settings: OrchestratorSettings, metrics: Metrics | None = None):
         self.store, self.trainer, self.generators, self.settings = store, trainer, generators, settings
         self.metrics = metrics or Metrics()
@@ -40,19 +40,19 @@ class Driver:
     def submit(self, spec: RunSpec) -> dict[str, Any]:
         recipe, config = spec.resolve()
         run = run_document(spec, recipe, config)
-        self.store.create_run(run)
+        self.store.runs.create(run)
         return run
 
     def cancel(self, run: dict[str, Any]) -> dict[str, Any]:
         """Ask a run to stop: a waiting one is cancelled at once, a running one at its next check."""
-        self.store.request_cancel(run["id"])
-        if self.store.dequeue(run["id"]):
-            run = self.store.get_run(run["id"]) or run
+        self.store.runs.request_cancel(run["id"])
+        if self.store.runs.dequeue(run["id"]):
+            run = self.store.runs.get(run["id"]) or run
             finish(self.store, run, "cancelled")
         return run
 
     def start(self) -> None:
-        resumed = self.store.requeue_active()
+        resumed = self.store.runs.requeue_active()
         if resumed:
             logger.info("resuming %d run(s) a previous process had started: %s", len(resumed), ", ".join(resumed))
         for i in range(self.settings.max_concurrent_runs):
@@ -77,7 +77,7 @@ class Driver:
     def _worker(self) -> None:
         while not self.stopping.is_set():
             try:
-                run_id = self.store.claim(timeout=0.25)  # short: stop() returns quickly
+                run_id = self.store.runs.claim(timeout=0.25)  # short: stop() returns quickly
             except redis.RedisError as exc:
                 logger.warning("redis unavailable (%s); retrying", exc)
                 self.stopping.wait(1.0)
@@ -88,7 +88,7 @@ class Driver:
             while not self.stopping.is_set():
                 try:
                     if Execution(self, run_id).run(retry=retry):
-                        self.store.release(run_id)
+                        self.store.runs.release(run_id)
                     break
                 except TRANSIENT as exc:  # state or blobs out of reach: wait, then resume from Redis
                     logger.warning("run %s: %s: %s; retrying", run_id, type(exc).__name__, exc)
@@ -96,10 +96,10 @@ class Driver:
                     self.stopping.wait(2.0)
                 except Exception as exc:  # a bug or a corrupt document: fail the run, keep the worker
                     logger.exception("run %s: unexpected error", run_id)
-                    run = self.store.get_run(run_id)
+                    run = self.store.runs.get(run_id)
                     if run is not None and run["status"] not in FINAL:
                         finish(self.store, run, "failed", f"{type(exc).__name__}: {exc}")
-                    self.store.release(run_id)
+                    self.store.runs.release(run_id)
                     break
 
     def failpoint(self, stage: str, point: str) -> None:

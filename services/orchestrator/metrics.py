@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from services.orchestrator.store import DatasetStore
+    from services.orchestrator.store import Store
 
 
 class Metrics:
@@ -35,7 +35,7 @@ class Metrics:
         self.generated_sequences = Counter("rsir_generated_sequences", "Synthetic sequences added to new dataset "
                                            "versions", registry=self.registry)
 
-    def watch(self, store: DatasetStore) -> Collector:
+    def watch(self, store: Store) -> Collector:
         """Report the store's counts at scrape time; returns the collector to unregister later."""
         collector = _StoreCollector(store)
         self.registry.register(collector)
@@ -70,13 +70,13 @@ class MetricsMiddleware:
 
 
 class _StoreCollector(Collector):
-    def __init__(self, store: DatasetStore):
+    def __init__(self, store: Store):
         self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         runs = GaugeMetricFamily("rsir_runs", "Runs by status", labels=["status"])
-        for status, count in self.store.count_runs().items():
+        for status, count in self.store.runs.count_by_status().items():
             runs.add_metric([status], count)
         yield runs
-        yield GaugeMetricFamily("rsir_queue_length", "Runs waiting for a worker", value=self.store.queue_length())
-        yield GaugeMetricFamily("rsir_dataset_versions", "Stored dataset versions", value=self.store.count_datasets())
+        yield GaugeMetricFamily("rsir_queue_length", "Runs waiting for a worker", value=self.store.runs.queue_length())
+        yield GaugeMetricFamily("rsir_dataset_versions", "Stored dataset versions", value=self.store.versions.count())

@@ -22,6 +22,7 @@ import redis
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig, to_dict
 from rsir.generation import merge_generated
+from rsir.jsonio import dumps
 from rsir.recipes import RunConfig
 from rsir.recursion import RunState, Stage, Trained, step
 from rsir.sources import SYNTHETIC, load_benchmark
@@ -32,7 +33,7 @@ from services.common.storage import StorageUnavailable
 from services.orchestrator.report import build_report, dataset_stats
 from services.orchestrator.schemas import HEX64
 from services.orchestrator.shards import Interrupted, load_shards, pass_summary, run_shards, shard_keys
-from services.orchestrator.store import FINAL, DatasetStore, dumps
+from services.orchestrator.store import FINAL, Store
 from services.trainer.client import IncompleteTraining
 
 if TYPE_CHECKING:
@@ -48,12 +49,12 @@ class RunError(RuntimeError):
     """A run cannot go on for a reason its spec or its inputs explain."""
 
 
-def finish(store: DatasetStore, run: dict[str, Any], status: str, error: str | None = None) -> None:
+def finish(store: Store, run: dict[str, Any], status: str, error: str | None = None) -> None:
     run.update(status=status, finished_at=time.time(), error=error)
     if status != "completed":
         run["stopped_by"] = run.get("stopped_by") or status
-    store.save_run(run)
-    store.emit(run["id"], "finished", {"status": status, "error": error})
+    store.runs.save(run)
+    store.events.emit(run["id"], "finished", {"status": status, "error": error})
 
 
 def state_fields(state: RunState) -> dict[str, Any]:
@@ -72,25 +73,25 @@ class ServiceWorkers:
     def prepare(self) -> tuple[str, dict[str, Any]]:
         source = self.execution.doc["spec"]["dataset"]
         if HEX64.fullmatch(source):
-            record = self.store.get_dataset(source)
+            record = self.store.versions.get(source)
             if record is None:
                 raise RunError(f"dataset: no dataset version {source}")
         else:
             data = synthetic_dataset() if source == SYNTHETIC else load_benchmark(source, self.driver.settings.data_dir)
-            record, _ = self.store.publish_dataset(data, {"source": source, "parent": None})
+            record, _ = self.store.versions.publish(data, {"source": source, "parent": None})
         self.driver.failpoint("prepare", "published")
         return record["version"], dataset_stats(record)
 
     def train(self, role: str, k: int, dataset: str, model: ModelConfig, config: TrainConfig,
               init: Trained | None = None) -> Trained:
         job_id = f"{self.run_id}-{k}-{role}"
-        ref = self.store.dataset_ref(dataset)
+        ref = self.store.versions.ref(dataset)
         start = None if init is None else BlobRef(**init.checkpoint)
 
         def on_epoch(report: EpochReport) -> None:
             data = {"role": role, "iteration": k, "epoch": report.epoch, "max_epochs": config.max_epochs,
                     "loss": report.loss, "valid": report.valid, "best_epoch": report.best_epoch}
-            self.store.emit(self.run_id, "epoch", data)
+            self.store.events.emit(self.run_id, "epoch", data)
             self.execution.set_progress(**data)
             self.execution.check()  # raising here cancels the call: the trainer stops within one batch
 
@@ -116,11 +117,12 @@ class ServiceWorkers:
         recorded = dataclasses.asdict(outcome)  # the checkpoint and ranks become their JSON handles
         trained = Trained(**{f.name: recorded[f.name] for f in dataclasses.fields(Trained)})
         if role == "student":
-            self.store.emit(self.run_id, "iteration", {"iteration": k, "test": outcome.test, "valid": outcome.valid})
+            self.store.events.emit(self.run_id, "iteration", {"iteration": k, "test": outcome.test,
+                                                              "valid": outcome.valid})
         return trained
 
     def fixed_teacher(self, checkpoint: str) -> Any:
-        record = self.store.get_checkpoint(checkpoint)
+        record = self.store.checkpoints.get(checkpoint)
         if record is None:
             raise RunError(f"teacher.checkpoint: no uploaded checkpoint {checkpoint}")
         return {"uri": record["uri"], "sha256": record["sha256"]}
@@ -135,14 +137,15 @@ class ServiceWorkers:
                 shards[index] = stats
             self.execution.set_progress(shards={str(i): s for i, s in sorted(shards.items())}, shard_count=len(keys))
             if stats.get("done"):
-                self.store.emit(self.run_id, "shard", {"iteration": k, "shard": index, "count": len(keys), **stats})
+                self.store.events.emit(self.run_id, "shard", {"iteration": k, "shard": index, "count": len(keys),
+                                                               **stats})
                 self.driver.failpoint("generate", "shard_stored")
 
         self.service = "the generators at " + ", ".join(address for address, _ in self.driver.generators)
         settings = self.driver.settings
-        outcomes = run_shards(self.driver.generators, self.store.objects, checkpoint, self.store.dataset_ref(dataset),
+        outcomes = run_shards(self.driver.generators, self.store.objects, checkpoint, self.store.versions.ref(dataset),
                               config, keys, should_stop=lambda: self.driver.stopping.is_set()
-                              or self.store.cancel_requested(self.run_id), on_progress=on_progress,
+                              or self.store.runs.cancel_requested(self.run_id), on_progress=on_progress,
                               timeout=settings.generate_timeout_s, busy_wait=settings.busy_wait_s)
         self.driver.metrics.shard_attempts.inc(sum(o.attempts for o in outcomes))
         return pass_summary(checkpoint, keys, outcomes)
@@ -150,7 +153,7 @@ class ServiceWorkers:
     def merge(self, k: int, dataset: str, generation: dict[str, Any], config: GenerationConfig,
               name: str) -> tuple[str, dict[str, Any], dict[str, int]]:
         self.service = "the orchestrator"
-        parent = self.store.load_dataset(dataset)
+        parent = self.store.versions.load(dataset)
         merged, counts = merge_generated(parent, load_shards(self.store.objects, generation["keys"]),
                                          dedup=config.dedup, name=name)
         teacher = self.execution.doc["config"]["teacher"]
@@ -158,10 +161,10 @@ class ServiceWorkers:
                    "teacher_checkpoint": generation["teacher_checkpoint"], "teacher": teacher or "student",
                    "generation": to_dict(config),
                    "generation_stats": generation["stats"], "merge": counts}
-        record, created = self.store.publish_dataset(merged, lineage)
+        record, created = self.store.versions.publish(merged, lineage)
         self.driver.failpoint("merge", "published")
         self.driver.metrics.generated_sequences.inc(counts["added"] if created else 0)
-        self.store.emit(self.run_id, "dataset", {"iteration": k + 1, "version": merged.version, **counts})
+        self.store.events.emit(self.run_id, "dataset", {"iteration": k + 1, "version": merged.version, **counts})
         return merged.version, dataset_stats(record), counts
 
     def ranks(self, handle: Any) -> np.ndarray:
@@ -182,24 +185,24 @@ class Execution:
         ``retry``: this worker is taking the run up again after Redis or storage was out of reach,
         which is not counted as a resume (one outage would otherwise count once per attempt).
         """
-        run = self.store.get_run(self.run_id)
+        run = self.store.runs.get(self.run_id)
         if run is None or run["status"] in FINAL:
             return True
         self.doc = run
-        if self.store.cancel_requested(self.run_id):
+        if self.store.runs.cancel_requested(self.run_id):
             finish(self.store, run, "cancelled")
             return True
         if run["status"] == "running":
             run["resumes"] += 0 if retry else 1
-            self.store.emit(self.run_id, "resumed", {"stage": run["stage"], "iteration": run["iteration"],
+            self.store.events.emit(self.run_id, "resumed", {"stage": run["stage"], "iteration": run["iteration"],
                                                      "retry": retry})
         run.update(status="running", started_at=run["started_at"] or time.time())
-        self.store.save_run(run)
-        self.store.emit(self.run_id, "status", {"status": "running"})
+        self.store.runs.save(run)
+        self.store.events.emit(self.run_id, "status", {"status": "running"})
         config, state, workers = RunConfig.from_dict(run["config"]), RunState.from_dict(run), ServiceWorkers(self)
         while state.stage is not Stage.DONE:
             stage, k = state.stage, state.iteration
-            self.store.emit(self.run_id, "stage", {"stage": stage.value, "iteration": k})
+            self.store.events.emit(self.run_id, "stage", {"stage": stage.value, "iteration": k})
             self.set_progress(stage=stage.value, iteration=k)
             t0 = time.perf_counter()
             try:
@@ -208,7 +211,7 @@ class Execution:
                 if state.stage is Stage.DONE:
                     self._store_report(run, state)
             except Interrupted:
-                if self.store.cancel_requested(self.run_id):
+                if self.store.runs.cancel_requested(self.run_id):
                     finish(self.store, run, "cancelled")
                     return True
                 logger.info("run %s interrupted in %s; it resumes there on the next start", self.run_id, stage)
@@ -223,14 +226,14 @@ class Execution:
                 return True
             self.driver.metrics.stage_seconds.labels(stage.value).observe(time.perf_counter() - t0)
             run.update(state_fields(state))
-            self.store.save_run(run)  # the commit point: the stage's result and the next stage together
+            self.store.runs.save(run)  # the commit point: the stage's result and the next stage together
         finish(self.store, run, "completed")
         return True
 
     def _name(self, state: RunState) -> str:
         if not state.iterations:
             return "dataset"
-        record = self.store.get_dataset(state.iterations[0].dataset)
+        record = self.store.versions.get(state.iterations[0].dataset)
         return (record or {}).get("name") or "dataset"
 
     def _store_report(self, run: dict[str, Any], state: RunState) -> None:
@@ -240,7 +243,7 @@ class Execution:
         run["report"] = {"uri": info.uri, "sha256": info.sha256}
 
     def check(self) -> None:
-        if self.driver.stopping.is_set() or self.store.cancel_requested(self.run_id):
+        if self.driver.stopping.is_set() or self.store.runs.cancel_requested(self.run_id):
             raise Interrupted
 
     def set_progress(self, **values: Any) -> None:
@@ -248,4 +251,4 @@ class Execution:
             if "stage" in values:
                 self.progress = {}
             self.progress.update(values)
-            self.store.set_progress(self.run_id, self.progress)
+            self.store.runs.set_progress(self.run_id, self.progress)

@@ -19,7 +19,7 @@ from rsir.config import to_dict
 from rsir.errors import RsirError
 from rsir.sources import load_dataset
 from services.common.storage import sha256_hex
-from services.orchestrator.store import DatasetStore
+from services.orchestrator.store import Store
 
 DATASET_SUFFIXES = (".txt", ".csv", ".tsv", ".parquet", ".inter", ".npz")
 
@@ -46,7 +46,7 @@ async def receive_capped(request: Request, path: Path, limit: int) -> int:
     return size
 
 
-def ingest_dataset(store: DatasetStore, path: Path, filename: str, name: str, k_core: int) -> tuple[dict[str, Any],
+def ingest_dataset(store: Store, path: Path, filename: str, name: str, k_core: int) -> tuple[dict[str, Any],
                                                                                                    bool]:
     """Parse ``path`` with the core readers and publish it; (record, created)."""
     try:
@@ -56,10 +56,10 @@ def ingest_dataset(store: DatasetStore, path: Path, filename: str, name: str, k_
     except Exception as exc:  # hostile bytes can trip a reader in ways it does not describe (an id past int64)
         raise UploadRejected(f"{filename}: not a readable dataset ({type(exc).__name__})") from None
     dataset = dataclasses.replace(dataset, name=name)
-    return store.publish_dataset(dataset, {"source": "upload", "parent": None, "filename": filename})
+    return store.versions.publish(dataset, {"source": "upload", "parent": None, "filename": filename})
 
 
-def ingest_checkpoint(store: DatasetStore, payload: bytes) -> tuple[dict[str, Any], bool]:
+def ingest_checkpoint(store: Store, payload: bytes) -> tuple[dict[str, Any], bool]:
     """Check that ``payload`` rebuilds a model (no pickled code runs), then store it by its sha256."""
     try:
         _, info = load_checkpoint(payload)
@@ -67,4 +67,4 @@ def ingest_checkpoint(store: DatasetStore, payload: bytes) -> tuple[dict[str, An
         raise UploadRejected(str(exc)) from None
     record = {"sha256": sha256_hex(payload), "model": to_dict(info.model_config), "num_items": info.num_items,
               "dataset_version": info.dataset_version, "metrics": info.metrics}
-    return store.add_checkpoint(record, payload)
+    return store.checkpoints.add(record, payload)

@@ -35,8 +35,8 @@ def flood(stack: Stack, spec: dict[str, Any], count: int, timeout: float = 600.0
     ids = [r.json()["id"] for r in responses if r.status_code == 201]
     queue_peak, deadline = 0, time.monotonic() + timeout
     while True:
-        queue_peak = max(queue_peak, store.queue_length())
-        runs = [run for run in (store.get_run(i) for i in ids) if run is not None]
+        queue_peak = max(queue_peak, store.runs.queue_length())
+        runs = [run for run in (store.runs.get(i) for i in ids) if run is not None]
         if len(runs) == len(ids) and all(r["status"] in FINAL for r in runs):
             break
         if time.monotonic() > deadline:

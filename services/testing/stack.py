@@ -30,7 +30,7 @@ import redis
 from services.common.healthcheck import health_status
 from services.common.storage import LocalStore, ObjectStore
 from services.common.storage.s3 import S3Store
-from services.orchestrator.store import DatasetStore
+from services.orchestrator.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]  # the processes run from the repository root (``-m services.…``)
 BUCKET, PREFIX = "rsir", "objects"  # the services' storage: s3://rsir/objects
@@ -216,9 +216,9 @@ class Stack:
     def objects(self) -> ObjectStore:
         return self.s3.store(PREFIX)
 
-    def store(self) -> DatasetStore:
+    def store(self) -> Store:
         """The orchestrator's state, read directly (for checks the API does not expose)."""
-        return DatasetStore(redis.Redis.from_url(self.redis_url), self.objects(), prefix=self.prefix)
+        return Store(redis.Redis.from_url(self.redis_url), self.objects(), prefix=self.prefix)
 
     def logs(self) -> dict[str, str]:
         return {p.log.name: p.log.read_text(errors="replace") for p in self.processes if p.log.exists()}

@@ -65,7 +65,7 @@ def test_malformed_upload_is_422_and_stores_nothing(isolated, body, filename, fr
     assert response.status_code == 422, response.text
     assert fragment in str(response.json()["detail"])
     assert "/tmp" not in response.text and "rsir-upload" not in response.text  # no server paths leak
-    assert objects.list() == [] and store.list_datasets() == []
+    assert objects.list() == [] and store.versions.list() == []
 
 
 def test_oversized_upload_is_413_and_stores_nothing(isolated):
@@ -75,7 +75,7 @@ def test_oversized_upload_is_413_and_stores_nothing(isolated):
     chunked = client.post("/datasets", params={"filename": "big.txt"},  # no Content-Length: capped while streaming
                           content=(big[i:i + 65536] for i in range(0, len(big), 65536)))
     assert chunked.status_code == 413
-    assert objects.list() == [] and store.list_datasets() == []
+    assert objects.list() == [] and store.versions.list() == []
 
 
 def test_missing_or_wrong_token_is_401_on_every_mutating_endpoint(isolated, tiny_text):
@@ -89,7 +89,7 @@ def test_missing_or_wrong_token_is_401_on_every_mutating_endpoint(isolated, tiny
             assert response.status_code == 401, (path, response.text)
             assert response.headers["www-authenticate"] == "Bearer"
     assert client.get("/runs", headers={"Authorization": ""}).status_code == 200  # reads stay open
-    assert objects.list() == [] and store.list_runs() == []
+    assert objects.list() == [] and store.runs.list() == []
 
 
 @pytest.mark.parametrize(("change", "loc"), [

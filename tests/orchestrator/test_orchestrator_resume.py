@@ -21,7 +21,7 @@ from services.common.storage import LocalStore
 from services.orchestrator.report import run_document
 from services.orchestrator.schemas import RunSpec
 from services.orchestrator.settings import OrchestratorSettings
-from services.orchestrator.store import DatasetStore
+from services.orchestrator.store import Store
 
 pytestmark = pytest.mark.slow
 TEACHER = {"model": {"name": "gru", "dim": 8, "max_len": 20, "dropout": 0.0},
@@ -37,7 +37,7 @@ def test_sigkill_in_every_stage_then_restart_completes_the_run(redis_url, servic
                                     storage_url=str(services.storage), trainer_addr=services.trainer,
                                     generator_addrs=services.generators, state_dir=tmp_path / "state", busy_wait_s=60)
     objects = LocalStore(services.storage)
-    store = DatasetStore(redis.Redis.from_url(redis_url), objects, prefix=settings.redis_prefix)
+    store = Store(redis.Redis.from_url(redis_url), objects, prefix=settings.redis_prefix)
     port, log = free_ports(1)[0], tmp_path / "orchestrator.log"
     started = []
 
@@ -48,7 +48,7 @@ def test_sigkill_in_every_stage_then_restart_completes_the_run(redis_url, servic
 
     def killed_itself(orchestrator) -> dict:
         assert orchestrator.proc.wait(120) == -signal.SIGKILL, log.read_text()[-3000:]
-        return store.get_run(run["id"])
+        return store.runs.get(run["id"])
 
     def spec(version: str) -> dict:
         return tiny_spec(version, teacher=TEACHER, train=STUDENT_TRAIN)
@@ -61,7 +61,7 @@ def test_sigkill_in_every_stage_then_restart_completes_the_run(redis_url, servic
         # what POST /runs does, with no orchestrator up: the next one to start dies in the run's first stage
         validated = RunSpec.model_validate(spec(version))
         run = run_document(validated, *validated.resolve())
-        store.create_run(run)
+        store.runs.create(run)
         run_id = run["id"]
         run = killed_itself(start("prepare:published", wait=False))
         assert (run["status"], run["stage"]) == ("running", "prepare")
@@ -71,38 +71,39 @@ def test_sigkill_in_every_stage_then_restart_completes_the_run(redis_url, servic
             run = killed_itself(start(failpoint, wait=False))
             assert (run["stage"], run["iteration"]) == (stage, iteration), failpoint
             hit.append(stage)
-        assert len(store.list_datasets()) == 2  # D0 and D1: the merge published D1 before it died
+        assert len(store.versions.list()) == 2  # D0 and D1: the merge published D1 before it died
 
-        last = store.events(run_id)[-1][0]
+        last = store.events.range(run_id)[-1][0]
         orchestrator = start()  # SIGKILL from outside in the middle of iteration 1's training
         wait_for(lambda: any(kind == "epoch" and data["iteration"] == 1
-                             for _, kind, data in store.events(run_id, last)), 120, "an epoch of iteration 1", 0.005)
+                             for _, kind, data in store.events.range(run_id, last)), 120, "an epoch of iteration 1",
+                 0.005)
         stop(orchestrator.proc, signal.SIGKILL)
-        hit.append(store.get_run(run_id)["stage"])
+        hit.append(store.runs.get(run_id)["stage"])
 
         orchestrator = start()  # and while iteration 1 generates (or later, if generation wins the race)
-        wait_for(lambda: (r := store.get_run(run_id))["stage"] in ("generate", "merge") or r["iteration"] == 2, 120,
+        wait_for(lambda: (r := store.runs.get(run_id))["stage"] in ("generate", "merge") or r["iteration"] == 2, 120,
                  "generation", 0.005)
         stop(orchestrator.proc, signal.SIGKILL)
-        hit.append(store.get_run(run_id)["stage"])
+        hit.append(store.runs.get(run_id)["stage"])
 
         run = killed_itself(start("report:built", wait=False))
         assert run["stage"] == "report"
         hit.append("report")
 
         orchestrator = start()
-        run = wait_for(lambda: (r := store.get_run(run_id))["status"] != "running" and r, 120, "the run to finish")
+        run = wait_for(lambda: (r := store.runs.get(run_id))["status"] != "running" and r, 120, "the run to finish")
         stop(orchestrator.proc)
         assert run["status"] == "completed", run["error"]
         assert hit[:6] == ["prepare", "train_student", "train_teacher", "generate", "merge", "train_student"], hit
-        assert run["resumes"] == 8 == sum(kind == "resumed" for _, kind, _ in store.events(run_id))
+        assert run["resumes"] == 8 == sum(kind == "resumed" for _, kind, _ in store.events.range(run_id))
 
         # exactly K new versions, each published once, in a chain; every shard of every pass stored once
-        datasets = store.list_datasets()
+        datasets = store.versions.list()
         assert sorted(d.get("iteration", 0) for d in datasets) == [0, 1, 2], datasets
         assert all(d["run"] == run_id for d in datasets if d["source"] == "generated")
         assert run["datasets"][0] == version and len(set(run["datasets"])) == 3
-        assert [store.get_dataset(v)["parent"] for v in run["datasets"][1:]] == run["datasets"][:2]
+        assert [store.versions.get(v)["parent"] for v in run["datasets"][1:]] == run["datasets"][:2]
         assert len(objects.list(f"generated/{run_id}/")) == 2 * len(services.generators)
         assert [it["student"] is not None for it in run["iterations"]] == [True] * 3
         assert [it["teacher"] is not None for it in run["iterations"]] == [True, True, False]
@@ -117,7 +118,7 @@ def test_sigkill_in_every_stage_then_restart_completes_the_run(redis_url, servic
         stop(orchestrator.proc)
         assert clean["status"] == "completed", clean["error"]
         assert clean["datasets"] == run["datasets"]
-        assert len(store.list_datasets()) == 3
+        assert len(store.versions.list()) == 3
     finally:
         for orchestrator in started:  # whatever an assertion left running
             stop(orchestrator.proc, signal.SIGKILL)

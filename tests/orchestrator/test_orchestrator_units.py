@@ -9,12 +9,12 @@ import math
 import pytest
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
+from rsir.jsonio import dumps
 from rsir.recursion import after_student
 from services.orchestrator.report import run_document
 from services.orchestrator.schemas import GenerationSpec, ModelSpec, RunSpec, TrainSpec
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.shards import shard_keys
-from services.orchestrator.store import dumps
 
 
 @pytest.mark.parametrize(("scores", "iterations", "patience", "expected"), [

@@ -32,7 +32,7 @@ OUTAGE_S = float(os.environ.get("RSIR_OUTAGE_S", "10"))  # how long the object s
 
 def wait_event(system: Stack, run_id: str, match: Callable[[str, dict], bool], timeout: float = 120) -> None:
     """Block on the run's event stream until an event matches: XREAD wakes at once, no polling delay."""
-    client, key = redis.Redis.from_url(system.redis_url), system.store().events_key(run_id)
+    client, key = redis.Redis.from_url(system.redis_url), system.store().events.key(run_id)
     last, deadline = "0-0", time.monotonic() + timeout
     while time.monotonic() < deadline:
         for _, entries in client.xread({key: last}, block=1000) or []:
@@ -49,8 +49,8 @@ def check_whole(system: Stack, reference: dict, run: dict) -> None:
     assert run["status"] == "completed", run["error"]
     assert run["datasets"] == reference["datasets"]
     store, objects = system.store(), system.objects()
-    assert {d["version"] for d in store.list_datasets(1000)} >= set(reference["datasets"])
-    mine = [d for d in store.list_datasets(1000) if d.get("run") == run["id"]]
+    assert {d["version"] for d in store.versions.list(1000)} >= set(reference["datasets"])
+    mine = [d for d in store.versions.list(1000) if d.get("run") == run["id"]]
     assert mine == [], "the faulted run published a dataset version the reference had already made"
     keys = objects.list()
     for key in keys:
@@ -60,7 +60,7 @@ def check_whole(system: Stack, reference: dict, run: dict) -> None:
     shards = [k for k in keys if k.startswith(f"generated/{run['id']}/")]
     assert len(shards) == FAULT_SPEC["iterations"] * len(system.generators)  # each stored once
     for version in run["datasets"]:
-        assert store.load_dataset(version).version == version
+        assert store.versions.load(version).version == version
 
 
 def test_generator_killed_mid_stream_moves_its_shard_to_another_replica(system, dataset, reference):
@@ -68,7 +68,7 @@ def test_generator_killed_mid_stream_moves_its_shard_to_another_replica(system, 
     run_id = submit(system, {**FAULT_SPEC, "dataset": dataset})
     store = system.store()
     wait_for(lambda: any(s.get("address") == address and not s.get("done")
-                         for s in (store.get_progress(run_id) or {}).get("shards", {}).values()), 120,
+                         for s in (store.runs.get_progress(run_id) or {}).get("shards", {}).values()), 120,
              "a shard streaming from generator 0", 0.001)
     victim.kill()
     with system.http() as http:
@@ -89,12 +89,13 @@ def test_trainer_killed_mid_epoch_retrains_the_job(system, dataset, reference):
         run = wait_finished(http, run_id)
     check_whole(system, reference, run)
     # training started again from the top: epoch 1 of iteration 2 was reported twice
-    epochs = [d["epoch"] for _, kind, d in system.store().events(run_id) if kind == "epoch" and d["iteration"] == 2]
+    events = system.store().events.range(run_id)
+    epochs = [d["epoch"] for _, kind, d in events if kind == "epoch" and d["iteration"] == 2]
     assert epochs.count(1) == 2, epochs
 
 
 def test_redis_killed_and_restarted_from_its_append_only_file(system, dataset, reference):
-    before = system.store().list_runs(1000)
+    before = system.store().runs.list(1000)
     run_id = submit(system, {**FAULT_SPEC, "dataset": dataset})
     wait_event(system, run_id, lambda kind, data: kind == "stage" and data["stage"] == "generate")
     time.sleep(1.5)  # what the driver wrote is in the append-only file (fsync every second)
@@ -107,7 +108,7 @@ def test_redis_killed_and_restarted_from_its_append_only_file(system, dataset, r
         run = wait_finished(http, run_id)
     check_whole(system, reference, run)
     assert run["resumes"] == 0, "waiting out an outage is not a resume (the orchestrator never restarted)"
-    after = {r["id"]: r for r in system.store().list_runs(1000)}
+    after = {r["id"]: r for r in system.store().runs.list(1000)}
     assert all(r["id"] in after for r in before), "a run was lost"
 
 
@@ -127,7 +128,8 @@ def test_object_store_down_then_back(system, dataset, reference):
     run_id = submit(system, {**FAULT_SPEC, "dataset": dataset})
     store = system.store()
     with system.http() as http:
-        wait_for(lambda: any(not s.get("done") for s in (store.get_progress(run_id) or {}).get("shards", {}).values()),
+        wait_for(lambda: any(not s.get("done")
+                             for s in (store.runs.get_progress(run_id) or {}).get("shards", {}).values()),
                  120, "a shard streaming", 0.001)
         outage(system, http)
         wait_event(system, run_id, lambda kind, data: kind == "epoch" and data["iteration"] == 1)
@@ -141,27 +143,27 @@ def test_object_store_down_then_back(system, dataset, reference):
 def test_a_tampered_teacher_checkpoint_fails_the_run_with_its_reason(system, dataset):
     """A fixed teacher checkpoint whose stored bytes were changed behind rsir's back (its recorded sha256
     kept) is refused by the generators: the run fails naming the cause, and stores nothing of its own."""
-    items = system.store().get_dataset(dataset)["stats"]["items"]
+    items = system.store().versions.get(dataset)["stats"]["items"]
     payload = checkpoint_bytes(build_model(ModelConfig(name="gru", dim=8, max_len=20), items))
     with system.http() as http:
         sha = http.post("/checkpoints", content=payload).json()["sha256"]
     objects = system.objects()
     key = objects._object(f"checkpoints/uploaded/{sha}.pt")
     objects.client.put_object(Bucket=objects.bucket, Key=key, Body=payload[:-1] + b"!", Metadata={"sha256": sha})
-    versions = len(system.store().list_datasets(1000))
+    versions = len(system.store().versions.list(1000))
     run_id = submit(system, {**FAULT_SPEC, "dataset": dataset, "iterations": 1, "teacher": {"checkpoint": sha}})
     with system.http() as http:
         run = wait_finished(http, run_id)
     assert run["status"] == "failed" and run["stage"] == "generate", run
     assert "FAILED_PRECONDITION" in run["error"] and "modified outside rsir" in run["error"], run["error"]
-    assert objects.list(f"generated/{run_id}/") == [] and len(system.store().list_datasets(1000)) == versions
+    assert objects.list(f"generated/{run_id}/") == [] and len(system.store().versions.list(1000)) == versions
 
 
 def test_no_run_lost_and_no_dataset_version_doubled(system, reference):
     """Across the reference and every faulted run of the same spec: all completed with the same versions,
     and together they made exactly the reference's K versions, each once."""
-    runs = [r for r in system.store().list_runs(1000) if r["spec"] == reference["spec"]]
+    runs = [r for r in system.store().runs.list(1000) if r["spec"] == reference["spec"]]
     assert {(r["status"], tuple(r["datasets"])) for r in runs} == {("completed", tuple(reference["datasets"]))}
     ids = {r["id"] for r in runs}
-    made = [d["version"] for d in system.store().list_datasets(1000) if d.get("run") in ids]
+    made = [d["version"] for d in system.store().versions.list(1000) if d.get("run") in ids]
     assert sorted(made) == sorted(reference["datasets"][1:])

@@ -39,12 +39,12 @@ async def download_dataset(version: Version, store: StoreDep,
                            format: Annotated[Literal["txt", "npz"], Query()] = "txt") -> Response:
     """A dataset version as text (one user per line; for people and other tools) or as the lossless
     ``.npz`` the services exchange (it also records which users are real)."""
-    if await run_in_threadpool(store.get_dataset, version) is None:
+    if await run_in_threadpool(store.versions.get, version) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset version {version}")
     if format == "npz":
         payload = await run_in_threadpool(store.objects.get, f"datasets/{version}.npz")
         return Response(payload, media_type="application/octet-stream", headers=_attachment(f"{version}.npz"))
-    dataset = await run_in_threadpool(store.load_dataset, version)
+    dataset = await run_in_threadpool(store.versions.load, version)
     return StreamingResponse(_text_lines(dataset), media_type="text/plain", headers=_attachment(f"{version}.txt"))
 
 
@@ -52,7 +52,7 @@ async def download_dataset(version: Version, store: StoreDep,
 async def download_checkpoint(run_id: RunId, iteration: Annotated[int, Path(ge=0, le=100)], store: StoreDep,
                               role: Annotated[Literal["student", "teacher"], Query()] = "student") -> Response:
     """The checkpoint of iteration ``iteration``'s student (or its separately trained teacher)."""
-    run = await run_in_threadpool(store.get_run, run_id)
+    run = await run_in_threadpool(store.runs.get, run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
     rows = run["iterations"]
@@ -69,7 +69,7 @@ async def download_checkpoint(run_id: RunId, iteration: Annotated[int, Path(ge=0
 @router.get("/runs/{run_id}/report")
 async def download_report(run_id: RunId, store: StoreDep) -> Response:
     """The run report (JSON): spec, per-iteration metrics and datasets, selection, significance."""
-    run = await run_in_threadpool(store.get_run, run_id)
+    run = await run_in_threadpool(store.runs.get, run_id)
     if run is None or not run.get("report"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no report (yet)")
     payload = await run_in_threadpool(store.objects.get_uri, run["report"]["uri"], run["report"]["sha256"])

@@ -37,12 +37,12 @@ async def upload_checkpoint(request: Request, response: Response, store: StoreDe
 
 @router.get("", response_model=list[CheckpointView])
 def list_checkpoints(store: StoreDep) -> list[dict[str, Any]]:
-    return store.list_checkpoints()
+    return store.checkpoints.list(None)
 
 
 @router.get("/{sha256}", response_model=CheckpointView)
 def get_checkpoint(sha256: Annotated[str, Path(pattern=HEX64.pattern)], store: StoreDep) -> dict[str, Any]:
-    record = store.get_checkpoint(sha256)
+    record = store.checkpoints.get(sha256)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no uploaded checkpoint {sha256}")
     return record

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
+from rsir.jsonio import dumps
 from services.orchestrator.deps import Authorized, SettingsDep, StoreDep, field_error
 from services.orchestrator.schemas import HEX64, DatasetView
-from services.orchestrator.store import dumps
 from services.orchestrator.uploads import DATASET_SUFFIXES, UploadRejected, ingest_dataset, receive_capped
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -54,19 +54,19 @@ async def upload_dataset(request: Request, response: Response, store: StoreDep, 
 def list_datasets(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
     """Dataset versions, newest first."""
-    return store.list_datasets(limit, offset)
+    return store.versions.list(limit, offset)
 
 
 @router.get("/{version}", response_model=DatasetView)
 async def get_dataset(version: Version, store: StoreDep) -> Response:
     """One version with its lineage: parent, run, teacher checkpoint, generation settings, statistics, and
     ``ancestors`` (the chain of parents back to the uploaded or benchmark dataset)."""
-    record = await store.dataset_async(version)
+    record = await store.versions.get_async(version)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset version {version}")
     ancestors: list[str] = []
     parent = record.get("parent")
     while parent and len(ancestors) < MAX_LINEAGE:
         ancestors.append(parent)
-        parent = (await store.dataset_async(parent) or {}).get("parent")
+        parent = (await store.versions.get_async(parent) or {}).get("parent")
     return Response(dumps({**record, "ancestors": ancestors}), media_type="application/json")

@@ -12,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from rsir.sources import BENCHMARKS, data_dir
 from services.orchestrator.deps import Authorized, DriverDep, SettingsDep, StoreDep, field_error
 from services.orchestrator.schemas import HEX64, RUN_ID, RunCreated, RunSpec, RunView
-from services.orchestrator.store import FINAL, DatasetStore
+from services.orchestrator.store import FINAL, Store
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[str, Path(pattern=RUN_ID, description="run id, e.g. r0123456789ab")]
@@ -21,11 +21,11 @@ BLOCK_MS = 5000  # how long one read waits for events before a keep-alive commen
 JSON = "application/json"
 
 
-def _check_inputs(spec: RunSpec, store: DatasetStore, settings: Any) -> None:
+def _check_inputs(spec: RunSpec, store: Store, settings: Any) -> None:
     """What the spec alone cannot tell: the dataset and teacher checkpoint exist and fit together."""
     record = None
     if HEX64.fullmatch(spec.dataset):
-        record = store.get_dataset(spec.dataset)
+        record = store.versions.get(spec.dataset)
         if record is None:
             raise field_error(422, ["body", "dataset"], f"no dataset version {spec.dataset}; upload one with "
                               "POST /datasets")
@@ -36,7 +36,7 @@ def _check_inputs(spec: RunSpec, store: DatasetStore, settings: Any) -> None:
                               "(set ORCHESTRATOR_DATA_DIR or RSIR_DATA_DIR), or upload it with POST /datasets")
     if spec.teacher is not None and spec.teacher.checkpoint is not None:
         loc = ["body", "teacher", "checkpoint"]
-        checkpoint = store.get_checkpoint(spec.teacher.checkpoint)
+        checkpoint = store.checkpoints.get(spec.teacher.checkpoint)
         if checkpoint is None:
             raise field_error(422, loc, "no uploaded checkpoint with this sha256; upload it with POST /checkpoints")
         if record is not None and checkpoint["num_items"] != record["stats"]["items"]:
@@ -52,12 +52,12 @@ def _stream_id(value: str) -> bool:
     return bool(EVENT_ID.fullmatch(value)) and all(int(part) < 2**64 for part in value.split("-"))
 
 
-def _view(store: DatasetStore, run_id: str) -> dict[str, Any]:
-    run = store.get_run(run_id)
+def _view(store: Store, run_id: str) -> dict[str, Any]:
+    run = store.runs.get(run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
     if run["status"] == "running":
-        run["progress"] = store.get_progress(run_id)
+        run["progress"] = store.runs.get_progress(run_id)
     return run
 
 
@@ -73,13 +73,13 @@ def create_run(spec: RunSpec, store: StoreDep, driver: DriverDep, settings: Sett
 async def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
     """Runs, newest first."""
-    return Response(await store.runs_json(limit, offset), media_type=JSON)
+    return Response(await store.runs.list_json(limit, offset), media_type=JSON)
 
 
 @router.get("/{run_id}", response_model=RunView)
 async def get_run(run_id: RunId, store: StoreDep) -> Response:
     """Stage, iteration, live progress, metrics per iteration, generation statistics and timings."""
-    raw = await store.run_json(run_id)
+    raw = await store.runs.get_json(run_id)
     if raw is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
     return Response(raw, media_type=JSON)
@@ -105,7 +105,7 @@ async def run_events(run_id: RunId, request: Request, store: StoreDep,
     Each carries its stream id, so a reconnecting ``EventSource`` resumes after the last one it saw;
     the stream ends after ``finished``.
     """
-    if not await store.run_exists(run_id):
+    if not await store.runs.exists_async(run_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
     if after is not None and not _stream_id(after):
         raise field_error(422, ["query", "after"], "not a stream id: both parts must be below 2**64")
@@ -115,7 +115,7 @@ async def run_events(run_id: RunId, request: Request, store: StoreDep,
         last = start
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
-            events = await store.read_events(run_id, last, BLOCK_MS)
+            events = await store.events.read(run_id, last, BLOCK_MS)
             if not events:
                 yield ": keep-alive\n\n"
                 continue
