@@ -17,7 +17,7 @@ import redis
 
 from services.generator.client import GeneratorClient
 from services.orchestrator.metrics import Metrics
-from services.orchestrator.report import run_document
+from services.orchestrator.report import Run, run_document
 from services.orchestrator.schemas import RunSpec
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.stages import TRANSIENT, Execution, finish
@@ -47,8 +47,9 @@ class Driver:
         """Ask a run to stop: a waiting one is cancelled at once, a running one at its next check."""
         self.store.runs.request_cancel(run["id"])
         if self.store.runs.dequeue(run["id"]):
-            run = self.store.runs.get(run["id"]) or run
-            finish(self.store, run, "cancelled")
+            waiting = Run.from_doc(self.store.runs.get(run["id"]) or run)
+            finish(self.store, waiting, "cancelled")
+            return waiting.to_doc()
         return run
 
     def start(self) -> None:
@@ -96,9 +97,9 @@ class Driver:
                     self.stopping.wait(2.0)
                 except Exception as exc:  # a bug or a corrupt document: fail the run, keep the worker
                     logger.exception("run %s: unexpected error", run_id)
-                    run = self.store.runs.get(run_id)
-                    if run is not None and run["status"] not in FINAL:
-                        finish(self.store, run, "failed", f"{type(exc).__name__}: {exc}")
+                    doc = self.store.runs.get(run_id)
+                    if doc is not None and doc["status"] not in FINAL:
+                        finish(self.store, Run.from_doc(doc), "failed", f"{type(exc).__name__}: {exc}")
                     self.store.runs.release(run_id)
                     break
 

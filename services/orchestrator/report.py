@@ -1,14 +1,16 @@
-"""What a run records: its document, the statistics of each dataset version, the report.
+"""What a run records: the ``Run`` model and its document, dataset statistics, the report.
 
-The document holds the request as sent (``spec``), the configuration it resolved to (``recipe`` and
-``config``, frozen at submission so a later change of a recipe file does not change a queued run)
-and the fields ``rsir.recursion.RunState`` owns (stage, iterations, selection, significance).
+A run holds the request as sent (``spec``), the configuration it resolved to (``recipe`` and
+``config``, frozen at submission so a later change of a recipe file does not change a queued run),
+its lifecycle (status, times, error, resumes) and where the recursion stands (``rsir.recursion.
+RunState``). Its document, the JSON the API serves and Redis holds, is the same fields flat.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rsir.recipes import RunConfig
@@ -19,14 +21,46 @@ STAT_FIELDS = ("users", "synthetic_sequences", "items", "interactions", "avg_len
                "apen_reciprocal")
 
 
+@dataclass
+class Run:
+    """A run as the orchestrator keeps it."""
+
+    id: str
+    spec: dict[str, Any]
+    recipe: str
+    config: dict[str, Any]
+    name: str | None = None
+    status: str = "queued"
+    created_at: float = field(default_factory=time.time)
+    updated_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    report: dict[str, str] | None = None
+    resumes: int = 0
+    state: RunState = field(default_factory=RunState)
+
+    def run_config(self) -> RunConfig:
+        return RunConfig.from_dict(self.config)
+
+    def to_doc(self) -> dict[str, Any]:
+        """The run's document: its fields with the state's flat beside them."""
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state"}
+        return {**doc, "iterations_total": self.config["iterations"], **self.state.to_dict(),
+                "datasets": self.state.datasets}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Run:
+        return cls(**{f.name: doc[f.name] for f in fields(cls) if f.name != "state" and f.name in doc},
+                   state=RunState.from_dict(doc))
+
+
 def run_document(spec: RunSpec, recipe: str, config: RunConfig) -> dict[str, Any]:
-    """A new run: queued, at its first stage."""
-    now = time.time()
-    return {"id": f"r{uuid.uuid4().hex[:12]}", "name": spec.name, "status": "queued",
-            "iterations_total": config.iterations, "spec": spec.model_dump(exclude_none=True),
-            "recipe": recipe, "config": config.to_dict(),
-            "created_at": now, "updated_at": now, "started_at": None, "finished_at": None, "error": None,
-            **RunState().to_dict(), "datasets": [], "report": None, "resumes": 0}
+    """A new run's document: queued, at its first stage."""
+    run = Run(f"r{uuid.uuid4().hex[:12]}", spec.model_dump(exclude_none=True), recipe, config.to_dict(),
+              name=spec.name)
+    run.updated_at = run.created_at
+    return run.to_doc()
 
 
 def dataset_stats(record: dict[str, Any]) -> dict[str, Any]:
@@ -36,8 +70,8 @@ def dataset_stats(record: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-def build_report(run: dict[str, Any]) -> dict[str, Any]:
+def build_report(run: Run) -> dict[str, Any]:
     """The run report stored in object storage: the run document as it ends, minus live fields."""
     skip = {"report", "updated_at"}
     return {"format": "rsir-run-report/1", "generated_at": time.time(),
-            **{k: v for k, v in run.items() if k not in skip}}
+            **{k: v for k, v in run.to_doc().items() if k not in skip}}

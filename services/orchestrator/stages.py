@@ -23,14 +23,13 @@ import redis
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig, to_dict
 from rsir.generation import merge_generated
 from rsir.jsonio import dumps
-from rsir.recipes import RunConfig
 from rsir.recursion import RunState, Stage, Trained, step
 from rsir.sources import SYNTHETIC, load_benchmark
 from rsir.synthetic import synthetic_dataset
 from rsir.training import EpochReport
 from services.common.artifacts import BlobRef, ranks_from_bytes
 from services.common.storage import StorageUnavailable
-from services.orchestrator.report import build_report, dataset_stats
+from services.orchestrator.report import Run, build_report, dataset_stats
 from services.orchestrator.schemas import HEX64
 from services.orchestrator.shards import Interrupted, load_shards, pass_summary, run_shards, shard_keys
 from services.orchestrator.store import FINAL, Store
@@ -49,17 +48,12 @@ class RunError(RuntimeError):
     """A run cannot go on for a reason its spec or its inputs explain."""
 
 
-def finish(store: Store, run: dict[str, Any], status: str, error: str | None = None) -> None:
-    run.update(status=status, finished_at=time.time(), error=error)
+def finish(store: Store, run: Run, status: str, error: str | None = None) -> None:
+    run.status, run.finished_at, run.error = status, time.time(), error
     if status != "completed":
-        run["stopped_by"] = run.get("stopped_by") or status
-    store.runs.save(run)
-    store.events.emit(run["id"], "finished", {"status": status, "error": error})
-
-
-def state_fields(state: RunState) -> dict[str, Any]:
-    """The run document's fields that the recursion owns."""
-    return {**state.to_dict(), "datasets": state.datasets}
+        run.state.stopped_by = run.state.stopped_by or status
+    store.runs.save(run.to_doc())
+    store.events.emit(run.id, "finished", {"status": status, "error": error})
 
 
 class ServiceWorkers:
@@ -71,7 +65,7 @@ class ServiceWorkers:
         self.service = "orchestrator"  # who the call in flight goes to, for error messages
 
     def prepare(self) -> tuple[str, dict[str, Any]]:
-        source = self.execution.doc["spec"]["dataset"]
+        source = self.execution.record.spec["dataset"]
         if HEX64.fullmatch(source):
             record = self.store.versions.get(source)
             if record is None:
@@ -156,7 +150,7 @@ class ServiceWorkers:
         parent = self.store.versions.load(dataset)
         merged, counts = merge_generated(parent, load_shards(self.store.objects, generation["keys"]),
                                          dedup=config.dedup, name=name)
-        teacher = self.execution.doc["config"]["teacher"]
+        teacher = self.execution.record.config["teacher"]
         lineage = {"source": "generated", "parent": parent.version, "run": self.run_id, "iteration": k + 1,
                    "teacher_checkpoint": generation["teacher_checkpoint"], "teacher": teacher or "student",
                    "generation": to_dict(config),
@@ -185,31 +179,31 @@ class Execution:
         ``retry``: this worker is taking the run up again after Redis or storage was out of reach,
         which is not counted as a resume (one outage would otherwise count once per attempt).
         """
-        run = self.store.runs.get(self.run_id)
-        if run is None or run["status"] in FINAL:
+        doc = self.store.runs.get(self.run_id)
+        if doc is None or doc["status"] in FINAL:
             return True
-        self.doc = run
+        self.record = run = Run.from_doc(doc)
         if self.store.runs.cancel_requested(self.run_id):
             finish(self.store, run, "cancelled")
             return True
-        if run["status"] == "running":
-            run["resumes"] += 0 if retry else 1
-            self.store.events.emit(self.run_id, "resumed", {"stage": run["stage"], "iteration": run["iteration"],
-                                                     "retry": retry})
-        run.update(status="running", started_at=run["started_at"] or time.time())
-        self.store.runs.save(run)
+        if run.status == "running":
+            run.resumes += 0 if retry else 1
+            self.store.events.emit(self.run_id, "resumed", {"stage": run.state.stage.value,
+                                                            "iteration": run.state.iteration, "retry": retry})
+        run.status, run.started_at = "running", run.started_at or time.time()
+        self.store.runs.save(run.to_doc())
         self.store.events.emit(self.run_id, "status", {"status": "running"})
-        config, state, workers = RunConfig.from_dict(run["config"]), RunState.from_dict(run), ServiceWorkers(self)
-        while state.stage is not Stage.DONE:
-            stage, k = state.stage, state.iteration
+        config, workers = run.run_config(), ServiceWorkers(self)
+        while run.state.stage is not Stage.DONE:
+            stage, k = run.state.stage, run.state.iteration
             self.store.events.emit(self.run_id, "stage", {"stage": stage.value, "iteration": k})
             self.set_progress(stage=stage.value, iteration=k)
             t0 = time.perf_counter()
             try:
                 self.check()
-                state = step(state, config, workers, self._name(state))
-                if state.stage is Stage.DONE:
-                    self._store_report(run, state)
+                run.state = step(run.state, config, workers, self._name(run.state))
+                if run.state.stage is Stage.DONE:
+                    self._store_report(run)
             except Interrupted:
                 if self.store.runs.cancel_requested(self.run_id):
                     finish(self.store, run, "cancelled")
@@ -225,8 +219,7 @@ class Execution:
                 finish(self.store, run, "failed", f"{stage.value} (iteration {k}): {detail}")
                 return True
             self.driver.metrics.stage_seconds.labels(stage.value).observe(time.perf_counter() - t0)
-            run.update(state_fields(state))
-            self.store.runs.save(run)  # the commit point: the stage's result and the next stage together
+            self.store.runs.save(run.to_doc())  # the commit point: the stage's result and the next stage together
         finish(self.store, run, "completed")
         return True
 
@@ -236,11 +229,11 @@ class Execution:
         record = self.store.versions.get(state.iterations[0].dataset)
         return (record or {}).get("name") or "dataset"
 
-    def _store_report(self, run: dict[str, Any], state: RunState) -> None:
-        report = build_report({**run, **state_fields(state)})
+    def _store_report(self, run: Run) -> None:
+        report = build_report(run)
         self.driver.failpoint("report", "built")
         info = self.store.objects.put(f"reports/{self.run_id}.json", dumps(report).encode())
-        run["report"] = {"uri": info.uri, "sha256": info.sha256}
+        run.report = {"uri": info.uri, "sha256": info.sha256}
 
     def check(self) -> None:
         if self.driver.stopping.is_set() or self.store.runs.cancel_requested(self.run_id):
