@@ -120,7 +120,8 @@ def main() -> None:
         out = Path(tempfile.mkdtemp(prefix="one-loop-"))
         seconds = run_all(out, args.dataset, args.seed, recipe)
     result = {"dataset": args.dataset, "seed": args.seed, "row": args.row, **compare(out, recorded),
-              "wall_seconds": seconds, "reused": str(args.reuse) if args.reuse else None, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+              "wall_seconds": seconds, "reused": str(args.reuse) if args.reuse else None, "machine": machine(),
+              "date": time.strftime("%Y-%m-%d")}
     path = HERE / "results" / f"one-loop-{args.dataset}-seed{args.seed}.json"
     jsonio.write(path, result)
     print(json.dumps({k: result[k] for k in ("same_datasets", "same_test_4_digits", "same_test_exact")}
