@@ -213,6 +213,9 @@ class TrainConfig:
     insertion_ratio: float = setting(0.0, ge=0, le=10, help="Insertion sequences added per synthetic one "
                                                             "(rsir.augmentation.stack_insertion)")
     eval_batch_size: int = setting(1024, ge=1, le=1_000_000, help="users ranked at once during evaluation")
+    precision: str = setting("auto", choices=("auto", "fp32", "bf16"),
+                             help="compute dtype of training's products (rsir.precision); auto: bf16 where "
+                                  "the CPU or GPU runs it natively, else fp32")
 
     def __post_init__(self) -> None:
         check(self)

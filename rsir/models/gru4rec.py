@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from rsir.config import ModelConfig
-from rsir.models.base import DecodeCache, SequentialRecommender
+from rsir.models.base import DecodeCache, Dropout, SequentialRecommender
 
 
 class GRU4Rec(SequentialRecommender):
@@ -19,7 +19,7 @@ class GRU4Rec(SequentialRecommender):
 
     def __init__(self, config: ModelConfig, num_items: int):
         super().__init__(config, num_items)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.gru = nn.GRU(config.dim, config.dim, num_layers=config.layers, batch_first=True,
                           dropout=config.dropout if config.layers > 1 else 0.0)
         self.norm = nn.LayerNorm(config.dim)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsir.config import ModelConfig
-from rsir.models.base import DecodeCache, SequentialRecommender, segment_mask, segment_positions
+from rsir.models.base import DecodeCache, Dropout, SequentialRecommender, segment_mask, segment_positions
 
 
 class HSTULayer(nn.Module):
@@ -30,7 +30,7 @@ class HSTULayer(nn.Module):
         self.rel_bias = nn.Parameter(torch.randn(max_len) * 0.02)  # bias[i - j] for j ≤ i
         self.out = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.out.weight)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         b, n, d = x.shape
@@ -69,7 +69,7 @@ class HSTU(SequentialRecommender):
         super().__init__(config, num_items)
         self.pos_emb = nn.Embedding(config.max_len, config.dim)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
-        self.emb_dropout = nn.Dropout(config.dropout)
+        self.emb_dropout = Dropout(config.dropout)
         self.layers = nn.ModuleList(HSTULayer(config.dim, config.heads, config.dropout, config.max_len)
                                     for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(config.dim)

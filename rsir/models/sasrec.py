@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsir.config import ModelConfig
-from rsir.models.base import DecodeCache, SequentialRecommender, segment_mask, segment_positions
+from rsir.models.base import DecodeCache, Dropout, SequentialRecommender, segment_mask, segment_positions
 
 
 class CausalBlock(nn.Module):
@@ -31,7 +31,7 @@ class CausalBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
         self.norm2 = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.attn_dropout = dropout
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -69,7 +69,7 @@ class SASRec(SequentialRecommender):
         super().__init__(config, num_items, extra_tokens)
         self.pos_emb = nn.Embedding(config.max_len, config.dim)
         self.emb_norm = nn.LayerNorm(config.dim)
-        self.emb_dropout = nn.Dropout(config.dropout)
+        self.emb_dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(CausalBlock(config.dim, config.heads, config.dropout)
                                     for _ in range(config.layers))
         for module in self.modules():

@@ -119,3 +119,15 @@ def test_cl4srec_views_are_valid_sequences():
     sim = (z @ z.T / model.config.cl_temperature).fill_diagonal_(float("-inf"))
     labels = torch.cat([torch.arange(64, 128), torch.arange(64)])
     assert torch.allclose(loss, model.config.cl_weight * F.cross_entropy(sim, labels), atol=1e-5)
+
+
+def test_dropout_drops_p_and_keeps_the_mean():
+    from rsir.models.base import Dropout
+
+    drop = Dropout(0.3)
+    x = torch.ones(200, 500)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.01
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    assert abs(y.mean().item() - 1.0) < 0.02
+    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0)(x), x)

@@ -15,8 +15,9 @@ from rsir.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, 
 from rsir.config import ModelConfig, TrainConfig
 from rsir.datasets import Ragged
 from rsir.evaluation import EvalResult, evaluate
+from rsir.losses import next_item_loss
 from rsir.models import build_model
-from rsir.training import STOP_METRIC, finetune_real, next_item_loss, train
+from rsir.training import STOP_METRIC, finetune_real, train
 
 SMALL = ModelConfig(dim=32, heads=2, max_len=20, dropout=0.1)
 
@@ -31,10 +32,10 @@ def _popularity_recall(dataset) -> float:
     return EvalResult(ranks).metrics()["recall@10"]
 
 
-@pytest.mark.parametrize("loss", ["ce", "sampled"])
-def test_sasrec_learns_sequential_structure(small_dataset, loss):
+@pytest.mark.parametrize(("loss", "precision"), [("ce", "auto"), ("ce", "fp32"), ("ce", "bf16"), ("sampled", "auto")])
+def test_sasrec_learns_sequential_structure(small_dataset, loss, precision):
     result = train(small_dataset, SMALL, TrainConfig(loss=loss, negatives=32, max_epochs=12, patience=12,
-                                                     lr=3e-3), progress=False)
+                                                     lr=3e-3, precision=precision), progress=False)
     recall = evaluate(result.model, small_dataset, "test").metrics()["recall@10"]
     assert recall > 2 * _popularity_recall(small_dataset)
     assert result.valid["ndcg@20"] == max(r.valid["ndcg@20"] for r in result.history)
@@ -44,6 +45,8 @@ def test_patience_stops_training(tiny_dataset):
     result = train(tiny_dataset, SMALL, TrainConfig(max_epochs=200, patience=2, lr=0.5), progress=False)
     assert result.stopped_by == "patience"
     assert result.epochs == result.best_epoch + 2
+    best = sum(r.seconds for r in result.history[:result.best_epoch])
+    assert 0 < result.seconds_to_best == pytest.approx(best) and best < sum(r.seconds for r in result.history)
 
 
 def test_cancellation_stops_within_one_batch(small_dataset):

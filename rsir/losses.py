@@ -1,0 +1,93 @@
+"""Next-item losses: full softmax over the catalogue (fused) and sampled softmax.
+
+The full softmax is the bulk of a training step: every real position is scored against every
+item, an [N, V+1] matrix that autograd would write, cast, read back for the softmax, and keep for
+the backward pass. ``linear_cross_entropy`` computes the loss and both gradients in one pass over
+that matrix instead: the products run in the compute dtype (bf16 where the hardware has it), the
+softmax in fp32 on row blocks small enough to stay in cache, and the gradient overwrites the
+logits in place, so no fp32 copy of the matrix exists and the backward pass is two products.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rsir.config import TrainConfig
+from rsir.models import SequentialRecommender
+
+SOFTMAX_BLOCK_ELEMENTS = 1 << 19  # fp32 logits per softmax block on a CPU (2 MiB): stays in a core's cache
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """sum_i scale[i] · CE(hidden[i] @ table.T, target[i]), item 0 (padding) excluded; the
+    gradients are computed in the forward pass and scaled by the incoming gradient in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: Tensor, table: Tensor, target: Tensor, scale: Tensor,
+                dtype: torch.dtype) -> Tensor:
+        h, t = hidden.to(dtype), table.to(dtype)  # [N, D], [V+1, D]
+        logits = h @ t.T  # [N, V+1], becomes the gradient block by block
+        logits[:, 0] = float("-inf")
+        n, width = logits.shape
+        rows = torch.arange(n, device=logits.device)
+        p_target = torch.empty(n, device=logits.device)
+        block = n if logits.is_cuda else max(1, SOFTMAX_BLOCK_ELEMENTS // width)  # a GPU wants few large kernels
+        for start in range(0, n, block):
+            part, end = logits[start:start + block], min(start + block, n)
+            p = torch.softmax(part, 1, dtype=torch.float32)
+            p_target[start:end] = p[rows[:end - start], target[start:end]]
+            part.copy_(p.mul_(scale[start:end, None]))  # scale · softmax
+        logits[rows, target] -= scale.to(dtype)  # scale · (softmax − one-hot)
+        ctx.save_for_backward(logits @ t, logits.T @ h)
+        ctx.dtypes = hidden.dtype, table.dtype
+        return -(p_target.clamp_min(torch.finfo(torch.float32).tiny).log() * scale).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        grad_hidden, grad_table = ctx.saved_tensors
+        return (grad_hidden.to(ctx.dtypes[0]) * grad, grad_table.to(ctx.dtypes[1]) * grad, None, None, None)
+
+
+def linear_cross_entropy(hidden: Tensor, table: Tensor, target: Tensor, weights: Tensor,
+                         dtype: torch.dtype = torch.float32) -> Tensor:
+    """Weighted mean full-softmax cross-entropy of ``hidden`` [N, D] scored against ``table``
+    [V+1, D] (row 0, padding, never a class), ``target`` [N] in 1..V, ``weights`` [N]; equal to
+    ``F.cross_entropy(model.score(hidden), target)`` weighted, computed in ``dtype``. The reported
+    loss of a target whose probability underflows fp32 saturates at about 87; its gradient does not."""
+    with torch.autocast(hidden.device.type, enabled=False):
+        scale = (weights / weights.sum()).float()
+        return _LinearCrossEntropy.apply(hidden, table, target, scale, dtype)
+
+
+def next_item_loss(model: SequentialRecommender, batch: dict[str, Tensor], weights: Tensor,
+                   config: TrainConfig, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Weighted mean next-item loss over the real positions of a ``rsir.batching.Batch``.
+
+    ``batch`` holds its arrays as tensors; ``weights`` [B] scale each sequence's positions
+    (synthetic data may weigh less). Hidden states are gathered at real positions first, so only
+    they are scored against the catalogue. Matrix products run in ``dtype``.
+    """
+    segments = batch["segments"] if model.supports_segments else None
+    with torch.autocast(batch["tokens"].device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        hidden = model(batch["tokens"], segments)  # [R, W, D]
+    real = batch["targets"] > 0  # [R, W]
+    h, target, seq = hidden[real], batch["targets"][real], batch["sequence"][real]  # [N, D], [N], [N]
+    w = weights[seq]
+    if config.loss == "ce":
+        return linear_cross_entropy(h, model.item_table(), target, w, dtype)
+    negatives = torch.randint(1, model.num_items + 1, (config.negatives,), device=h.device)  # [K]
+    # own[b, k]: negative k is an item of sequence b (inputs or targets), so it is excluded
+    items = torch.cat([batch["tokens"][real], target])
+    owner = torch.cat([seq, seq])
+    own = torch.zeros(len(weights), config.negatives, dtype=torch.bool, device=h.device)
+    own.index_put_((owner,), items[:, None] == negatives[None, :], accumulate=True)
+    h = h.float()
+    neg_logits = (h @ model.item_emb(negatives).T).masked_fill(own[seq], float("-inf"))  # [N, K]
+    pos_logits = (h * model.item_emb(target)).sum(-1, keepdim=True)
+    logits = torch.cat([pos_logits, neg_logits], dim=1)  # [N, 1+K], the positive is class 0
+    losses = F.cross_entropy(logits, torch.zeros_like(target), reduction="none")
+    return (losses * w).sum() / w.sum()
