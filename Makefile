@@ -14,11 +14,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-up: setup  # the local stack (trainer, generator, orchestrator) with a demo run; Ctrl-C stops it
+up: setup  # the local stack (trainer, generator, orchestrator) and the demo run (submitted once); Ctrl-C stops it
 	$(VENV)/bin/rsir up --demo
 
-demo: setup
-	$(VENV)/bin/rsir run --data synthetic --iterations 2 --epochs 10 --out runs/demo
+demo: setup  # the same demo in this process, no services: built-in data, recipe demo, results in runs/demo
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) examples/demo.py --out runs/demo  # one thread: a small model, shared cores
 
 test: setup
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc

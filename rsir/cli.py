@@ -55,13 +55,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     write_json(stem.with_suffix(".json"), {
         "dataset": dataset.name, "dataset_version": dataset.version, "model_config": dataclasses.asdict(model_config),
         "train_config": dataclasses.asdict(train_config), "best_epoch": result.best_epoch, "epochs": result.epochs,
-        "stopped_by": result.stopped_by, "seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch,
+        "stopped_by": result.stopped_by, "seconds": result.seconds, "seconds_to_best": result.seconds_to_best,
+        "seconds_per_epoch": result.seconds_per_epoch,
         "peak_memory_mb": result.peak_memory_mb, "finetune_kept": result.finetune_kept,
         "insertion_sequences": result.insertion_sequences, "valid": result.valid,
         "test": test, "checkpoint": str(stem.with_suffix(".pt")),
     })
     sys.stdout.write(f"{dataset!r}\n{model_config.name}: best epoch {result.best_epoch} of {result.epochs} "
-                     f"({result.stopped_by}), {result.seconds:.0f} s{_stage_note(result.finetune_kept)}\n")
+                     f"({result.stopped_by}), {result.seconds:.0f} s, the best after {result.seconds_to_best:.0f} s"
+                     f"{_stage_note(result.finetune_kept)}\n")
     sys.stdout.write(_table({"valid": result.valid, "test": test}) + f"\nwrote {stem}.json and {stem}.pt\n")
     return 0
 
@@ -158,7 +160,8 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def _save_dataset(dataset, target: Path) -> None:
-    from rsir.data import LOG_SUFFIXES, write_interactions, write_sequences
+    from rsir.data import write_sequences
+    from rsir.logs import LOG_SUFFIXES, write_interactions
 
     suffix = target.suffix.lower()
     if suffix == ".npz":

@@ -9,24 +9,31 @@ and is the id under which the services store and reference a dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from rsir.data import MIN_SEQUENCE_LEN
-from rsir.errors import DataError
+from rsir.data import ParsedSequences, read_sequences
+from rsir.errors import DataError, InvalidDataError
+from rsir.logs import LOG_SUFFIXES, read_interactions
+from rsir.validation import DEFAULT_MAX_ITEMS, check_catalogue, check_count, check_structure, integer_ids
 
 _FORMAT = "rsir-dataset/1"
+_MEMBERS = {"users.npy", "offsets.npy", "items.npy", "meta.npy"}
+_MAX_META_BYTES = 1 << 16
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(array, dtype=np.int64)
+def _readonly(values: object, name: str) -> np.ndarray:
+    array = np.ascontiguousarray(integer_ids(values, name))
     array.setflags(write=False)
     return array
 
@@ -53,7 +60,7 @@ class Ragged:
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        values = np.concatenate(rows).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
+        values = integer_ids(np.concatenate(rows), "sequences") if len(rows) else np.zeros(0, np.int64)
         return cls(offsets, values)
 
     def tails(self, drop_last: int | np.ndarray, keep: int | np.ndarray) -> Ragged:
@@ -105,37 +112,50 @@ class SequenceDataset:
     name: str = ""
 
     def __post_init__(self) -> None:
+        """Refuse any structure but a valid one (``rsir.validation``); no catalogue cap here: entries set it."""
         for field in ("users", "offsets", "items"):
-            object.__setattr__(self, field, _readonly(getattr(self, field)))
-        n = len(self.users)
-        if len(self.offsets) != n + 1 or self.offsets[0] != 0 or self.offsets[-1] != len(self.items):
-            raise DataError("inconsistent dataset offsets")
-        if not 0 <= self.num_real <= n:
-            raise DataError(f"num_real={self.num_real} outside [0, {n}]")
-        lengths = np.diff(self.offsets)
-        if n and lengths[: self.num_real].min(initial=MIN_SEQUENCE_LEN) < MIN_SEQUENCE_LEN:
-            raise DataError(f"every real user needs at least {MIN_SEQUENCE_LEN} items")
-        if len(self.items) and (self.items.min() < 1 or self.items.max() > self.num_items):
-            raise DataError(f"item ids must lie in 1..{self.num_items}")
+            object.__setattr__(self, field, _readonly(getattr(self, field), field))
+        for field in ("num_items", "num_real"):
+            object.__setattr__(self, field, check_count(field, getattr(self, field)))
+        check_structure(self.num_items, self.users, self.offsets, self.items, self.num_real)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_sequences(cls, sequences: Sequence[np.ndarray], num_items: int | None = None,
                        users: Iterable[int] | None = None, name: str = "",
                        num_real: int | None = None) -> SequenceDataset:
-        ragged = Ragged.from_list([np.asarray(s, dtype=np.int64) for s in sequences])
+        ragged = Ragged.from_list(list(sequences))
         if num_items is None:
             num_items = int(ragged.values.max(initial=0))
         user_ids = np.arange(1, len(ragged) + 1) if users is None else np.fromiter(users, dtype=np.int64)
         return cls(num_items, user_ids, ragged.offsets, ragged.values,
                    len(ragged) if num_real is None else num_real, name)
 
+    @classmethod
+    def from_parsed(cls, parsed: ParsedSequences, name: str = "") -> SequenceDataset:
+        """The dataset of a file the readers parsed: every user real, the arrays shared, not copied."""
+        return cls(parsed.num_items, parsed.users, parsed.offsets, parsed.items, len(parsed.users), name)
+
+    @classmethod
+    def read(cls, path: str | Path, k_core: int = 5, num_items: int | None = None,
+             max_items: int = DEFAULT_MAX_ITEMS, name: str | None = None) -> SequenceDataset:
+        """A dataset file of any supported format (by its suffix: a log, a stored ``.npz`` version, else
+        one user per line), validated, with a catalogue of at most ``max_items``."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            dataset = cls.load(path, max_items=max_items)
+            return dataset if name is None else dataclasses.replace(dataset, name=name)
+        parsed = (read_interactions(path, k_core=k_core, max_items=max_items) if suffix in LOG_SUFFIXES
+                  else read_sequences(path, num_items=num_items, max_items=max_items))
+        return cls.from_parsed(parsed, path.stem if name is None else name)
+
     def with_synthetic(self, sequences: Sequence[np.ndarray], name: str | None = None) -> SequenceDataset:
         """D ∪ D': append training-only pseudo-users; the real users and their splits are unchanged."""
         if not len(sequences):
             return self if name is None else SequenceDataset(
                 self.num_items, self.users, self.offsets, self.items, self.num_real, name)
-        extra = Ragged.from_list([np.asarray(s, dtype=np.int64) for s in sequences])
+        extra = Ragged.from_list(list(sequences))
         first = int(self.users.max(initial=0)) + 1
         return SequenceDataset(
             self.num_items,
@@ -153,7 +173,7 @@ class SequenceDataset:
         h = hashlib.sha256()
         h.update(json.dumps({"format": _FORMAT, "num_items": self.num_items, "num_real": self.num_real}).encode())
         for array in (self.users, self.offsets, self.items):
-            h.update(array.astype("<i8", copy=False).tobytes())
+            h.update(np.ascontiguousarray(array, dtype="<i8").data)  # the buffer itself: no copy of the content
         return h.hexdigest()
 
     def __len__(self) -> int:
@@ -205,22 +225,46 @@ class SequenceDataset:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, payload: bytes, expect_version: str | None = None) -> SequenceDataset:
-        """Inverse of ``to_bytes``; checks the stored and, when given, the expected version."""
+    def from_bytes(cls, payload: bytes, expect_version: str | None = None,
+                   max_items: int = DEFAULT_MAX_ITEMS) -> SequenceDataset:
+        """Inverse of ``to_bytes``; checks the structure, the catalogue cap, the stored and, when given,
+        the expected version."""
+        return cls._decode(io.BytesIO(payload), expect_version, max_items)
+
+    @classmethod
+    def _decode(cls, source: BinaryIO, expect_version: str | None, max_items: int) -> SequenceDataset:
+        """Read a stored version from a seekable file; every way it can be broken is an ``InvalidDataError``
+        (the catalogue is checked before any array is read), a version mismatch a ``DataError``."""
+        if source.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise InvalidDataError("not a stored dataset: a dataset .npz is a zip archive (as `rsir` writes "
+                                   "it), and this is not one")
+        source.seek(0)
         try:
-            with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+            with zipfile.ZipFile(source) as archive:
+                sizes = {info.filename: info.file_size for info in archive.infolist()}
+            if set(sizes) != _MEMBERS:
+                raise InvalidDataError(f"not a stored dataset: it holds {sorted(sizes)}, not {sorted(_MEMBERS)}")
+            if sizes["meta.npy"] > _MAX_META_BYTES:
+                raise InvalidDataError(f"not a stored dataset: its metadata is over {_MAX_META_BYTES} bytes")
+            source.seek(0)
+            with np.load(source, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
-                dataset = cls(meta["num_items"], z["users"], z["offsets"], z["items"], meta["num_real"],
-                              meta.get("name", ""))
+                if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                    found = meta.get("format") if isinstance(meta, dict) else meta
+                    raise InvalidDataError(f"unsupported dataset format {found!r} (expected {_FORMAT!r})")
+                name = meta.get("name", "")
+                if not isinstance(name, str):
+                    raise InvalidDataError(f"the dataset name must be a string, got {name!r}")
+                num_items = check_catalogue(meta.get("num_items"), max_items)
+                dataset = cls(num_items, z["users"], z["offsets"], z["items"],
+                              check_count("num_real", meta.get("num_real")), name)
         except DataError:
             raise
-        except Exception as exc:
-            raise DataError(f"not a stored dataset ({type(exc).__name__}: {exc})") from None
-        if meta.get("format") != _FORMAT:
-            raise DataError(f"unsupported dataset format {meta.get('format')!r}")
+        except Exception as exc:  # zipfile, numpy and json raise many kinds; all mean "not a stored dataset"
+            raise InvalidDataError(f"not a stored dataset ({type(exc).__name__}: {exc})") from None
         for claimed in (meta.get("version"), expect_version):
             if claimed is not None and claimed != dataset.version:
-                raise DataError(f"dataset content hash {dataset.version[:12]} does not match {claimed[:12]}")
+                raise DataError(f"dataset content hash {dataset.version[:12]} does not match {str(claimed)[:12]}")
         return dataset
 
     def save(self, path: str | Path) -> None:
@@ -230,11 +274,13 @@ class SequenceDataset:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> SequenceDataset:
+    def load(cls, path: str | Path, max_items: int = DEFAULT_MAX_ITEMS) -> SequenceDataset:
+        """A saved dataset file, read from disk as it is decoded (never whole into memory)."""
         path = Path(path)
         if not path.is_file():
             raise DataError("no such file", path)
         try:
-            return cls.from_bytes(path.read_bytes())
+            with path.open("rb") as source:
+                return cls._decode(source, None, max_items)
         except DataError as exc:
-            raise DataError(str(exc), path) from None
+            raise type(exc)(str(exc), path) from None

@@ -31,3 +31,8 @@ class DataError(RsirError):
         super().__init__(where + message)
         self.path = None if path is None else str(path)
         self.line = line
+
+
+class InvalidDataError(DataError):
+    """A dataset whose structure is broken (offsets, counts, ids, catalogue size): the input itself is
+    wrong, whichever entry it came through, so services answer INVALID_ARGUMENT (gRPC) or 422 (HTTP)."""

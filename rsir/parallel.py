@@ -4,15 +4,21 @@ Generation's per-step tensor ops are too small to scale across intra-op threads 
 cores: 1.3–1.4× from 2 threads per op), while independent chunks do (1.5–1.8×): each worker thread
 runs one chunk at one intra-op thread. Results come back in chunk order, so what a caller
 streams does not depend on thread timing.
+
+Torch's thread count belongs to the thread that sets it, and a thread started later inherits the
+last value any thread set. Each setting here is therefore made and undone on one thread, inside a
+block that never spans a ``yield``: a consumer that stops early, on whatever thread, keeps its own
+count. Chunk workers end on the consumer's count rather than the one they started with (a worker
+started while a sibling ran at 1 inherits 1), so whichever finishes last, threads started
+afterwards inherit the consumer's count.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TypeVar
 
 import torch
@@ -23,47 +29,45 @@ T = TypeVar("T")
 def ordered_streams(tasks: list[Callable[[], Iterable[T]]], workers: int) -> Iterator[Iterable[T]]:
     """Each task's items, task by task in order. One worker runs a task lazily as its items are
     consumed (true streaming); more run ``workers`` tasks at once in threads, each collected
-    whole, with at most ``2 × workers`` tasks started ahead of the consumer."""
+    whole at one intra-op thread, with at most ``2 × workers`` tasks started ahead of the consumer."""
     if workers == 1:
         yield from (task() for task in tasks)
         return
-    with one_intra_op_thread():
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="rsir-chunk")
-        try:
-            pending: deque[Future[list[T]]] = deque()
-            for task in tasks:
-                pending.append(pool.submit(_collect, task))
-                if len(pending) == 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
+    threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="rsir-chunk")
+    try:
+        pending: deque[Future[list[T]]] = deque()
+        for task in tasks:
+            pending.append(pool.submit(_collect, task, threads))
+            if len(pending) == 2 * workers:
                 yield pending.popleft().result()
-        finally:  # also when the consumer stops early: queued tasks never start
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-_lock = threading.Lock()
-_holders = 0
-_saved_threads = 1
+        while pending:
+            yield pending.popleft().result()
+    finally:  # also when the consumer stops early: queued tasks never start
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager
-def one_intra_op_thread() -> Iterator[None]:
-    """Torch's thread count is process-wide: the first of overlapping parallel sections (the
-    generator service serves several calls at once) sets it to 1, the last one restores it."""
-    global _holders, _saved_threads
-    with _lock:
-        if _holders == 0:
-            _saved_threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _holders += 1
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block at ``count`` intra-op threads on this thread, then restore its own count."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(count)
     try:
         yield
     finally:
-        with _lock:
-            _holders -= 1
-            if _holders == 0:
-                torch.set_num_threads(_saved_threads)
+        torch.set_num_threads(saved)
 
 
-def _collect(task: Callable[[], Iterable[T]]) -> list[T]:
-    return list(task())
+def one_intra_op_thread() -> AbstractContextManager[None]:
+    """``torch_threads(1)``: how each chunk runs (and how generation times its scorers)."""
+    return torch_threads(1)
+
+
+def _collect(task: Callable[[], Iterable[T]], threads: int) -> list[T]:
+    """The task's items at one intra-op thread; the worker then takes the consumer's ``threads``."""
+    torch.get_num_threads()  # a thread's first query resets it to the last count any thread set
+    torch.set_num_threads(1)
+    try:
+        return list(task())
+    finally:
+        torch.set_num_threads(threads)

@@ -1,4 +1,5 @@
-"""Devices and resource figures (peak memory, the machine) reported by training, generation and benchmarks."""
+"""Devices and resource figures (peak memory, current memory, the machine) reported by training,
+generation, the services' memory budgets and benchmarks."""
 
 from __future__ import annotations
 
@@ -10,12 +11,29 @@ from typing import Any
 
 import torch
 
+from rsir.errors import ConfigError
+
+
+def available_devices() -> list[str]:
+    """The devices this process can run on, e.g. ``["cpu", "cuda:0"]``."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu", *(f"cuda:{i}" for i in range(count))]
+
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when present, else CPU."""
+    """``auto`` → CUDA when present, else CPU. A device this machine lacks (``cuda`` without a GPU,
+    ``cuda:9`` with one) is a ``ConfigError`` naming those it has, before anything runs on it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: {name!r} is not a device name ({exc})") from None
+    have = available_devices()
+    wanted = f"cuda:{device.index or 0}" if device.type == "cuda" else device.type
+    if wanted not in have:
+        raise ConfigError(f"device: {name!r} does not exist here; this machine has {', '.join(have)}")
+    return device
 
 
 def peak_memory_mb(device: torch.device | None = None) -> float:
@@ -24,6 +42,28 @@ def peak_memory_mb(device: torch.device | None = None) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def total_memory_bytes() -> int:
+    """Physical memory of the machine (or of the container's cgroup limit, when lower)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def rss_bytes() -> int:
+    """This process's resident set now (Linux; the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return int(peak_memory_mb() * 2**20)
 
 
 def machine() -> dict[str, Any]:

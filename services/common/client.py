@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from rsir_api.v1 import common_pb2, common_pb2_grpc
 from services.common.auth import bearer
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ def open_channel(address: str, max_message_mb: int = 64) -> grpc.Channel:
 
 def call_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
     return bearer(token) if token else None
+
+
+def describe(channel: grpc.Channel, metadata: tuple[tuple[str, str], ...] | None,
+             timeout: float = 5.0) -> common_pb2.ServiceInfo:
+    """What the server behind ``channel`` runs on (``rsir.api.v1.Info``); ``grpc.RpcError`` if unreachable."""
+    return common_pb2_grpc.InfoStub(channel).Describe(common_pb2.DescribeRequest(), timeout=timeout,
+                                                      metadata=metadata)
 
 
 class RetryingStream:

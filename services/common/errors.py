@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import grpc
 
 from rsir.checkpoint import CheckpointError
-from rsir.errors import ConfigError, DataError, RsirError
+from rsir.errors import ConfigError, DataError, InvalidDataError, RsirError
 from services.common.storage import BlobNotFound, IntegrityError, InvalidKey, StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (BlobNotFound, grpc.StatusCode.NOT_FOUND),
     (IntegrityError, grpc.StatusCode.FAILED_PRECONDITION),
     (CheckpointError, grpc.StatusCode.FAILED_PRECONDITION),
+    (InvalidDataError, grpc.StatusCode.INVALID_ARGUMENT),
     (DataError, grpc.StatusCode.FAILED_PRECONDITION),
     (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
     (StorageError, grpc.StatusCode.INTERNAL),

@@ -6,10 +6,15 @@ never reach a log line.
 
 from __future__ import annotations
 
+import torch
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rsir.resources import total_memory_bytes
+from rsir.validation import DEFAULT_MAX_ITEMS
 from services.common.storage import ObjectStore, open_store
+
+MEMORY_SHARE = 0.5  # of the machine, by default: a trainer and a generator often share one host
 
 
 class ServiceSettings(BaseSettings):
@@ -29,6 +34,24 @@ class ServiceSettings(BaseSettings):
     grace_seconds: float = Field(default=10.0, ge=0)
     device: str = "auto"  # "auto": CUDA when present, else CPU
     log_level: str = "INFO"
+    # catalogue size a dataset may declare (its embedding table is items x dim); more is INVALID_ARGUMENT
+    max_items: int = Field(default=DEFAULT_MAX_ITEMS, ge=1)
+    # MB the process may hold, model and caches included; calls that would need more are refused with
+    # RESOURCE_EXHAUSTED. None: half the machine's memory (or of its cgroup limit)
+    memory_budget_mb: int | None = Field(default=None, ge=64)
+    torch_threads: int = Field(default=0, ge=0, le=1024)  # intra-op threads of each call; 0: torch's default
+
+    def memory_budget_bytes(self) -> int:
+        if self.memory_budget_mb is not None:
+            return self.memory_budget_mb * 2**20
+        return int(total_memory_bytes() * MEMORY_SHARE)
+
+    def memory_budget_name(self) -> str:
+        """The environment variable that sets the budget, for the messages that name it."""
+        return f"{self.model_config.get('env_prefix', '')}MEMORY_BUDGET_MB"
+
+    def threads(self) -> int:
+        return self.torch_threads or torch.get_num_threads()
 
     def store(self) -> ObjectStore:
         secret = lambda s: None if s is None else s.get_secret_value()  # noqa: E731

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
@@ -25,7 +26,8 @@ from redis.retry import Retry
 
 from services.common.client import RetryPolicy
 from services.generator.client import GeneratorClient
-from services.orchestrator.content import FormAsJsonMiddleware
+from services.orchestrator.content import JsonBodyMiddleware, json_routes
+from services.orchestrator.deps import ReadAuthorized
 from services.orchestrator.driver import Driver
 from services.orchestrator.errors import install_error_handlers
 from services.orchestrator.metrics import Metrics, MetricsMiddleware
@@ -78,7 +80,9 @@ def _stop_embedded(embedded: Any, timeout: float = 10.0) -> None:
         except ProcessLookupError:
             break
         time.sleep(0.02)
-    embedded._cleanup()  # removes its socket directory
+    embedded._cleanup()  # removes its socket directory when it still counts the server as running
+    if embedded.redis_dir:  # it did not (the SHUTDOWN above): its config and log folder is ours to remove
+        shutil.rmtree(embedded.redis_dir, ignore_errors=True)
 
 
 def create_app(settings: OrchestratorSettings, *, store: Store | None = None,
@@ -91,10 +95,11 @@ def create_app(settings: OrchestratorSettings, *, store: Store | None = None,
         with ExitStack() as stack:
             state = store or stack.enter_context(connect(settings))
             token = settings.token("services_token")
-            fleet = generators or [
-                (addr, stack.enter_context(GeneratorClient(addr, token=token, policy=RetryPolicy(attempts=2))))
-                for addr in settings.generator_addrs]
-            driver = Driver(state, trainer or stack.enter_context(TrainerClient(settings.trainer_addr, token=token)),
+            once = RetryPolicy(attempts=1)  # every retry is the driver's, classified and counted (faults.py)
+            fleet = generators or [(addr, stack.enter_context(GeneratorClient(addr, token=token, policy=once)))
+                                   for addr in settings.generator_addrs]
+            driver = Driver(state, trainer or stack.enter_context(TrainerClient(settings.trainer_addr, token=token,
+                                                                                policy=once)),
                             fleet, settings, metrics)
             collector = metrics.watch(state)
             app.state.store, app.state.driver = state, driver
@@ -111,10 +116,12 @@ def create_app(settings: OrchestratorSettings, *, store: Store | None = None,
                               "artifacts and a live dashboard.")
     app.state.settings, app.state.metrics = settings, metrics
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES))
-    for module in (runs, recipes, datasets, checkpoints, artifacts, health, dashboard):
-        app.include_router(module.router)
+    app.include_router(health.router)  # probes and metrics stay open
+    routers = [module.router for module in (runs, recipes, datasets, checkpoints, artifacts, dashboard)]
+    for router in routers:
+        app.include_router(router, dependencies=[ReadAuthorized])  # a no-op unless READ_TOKEN_REQUIRED
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(FormAsJsonMiddleware)
+    app.add_middleware(JsonBodyMiddleware, routes=json_routes(routers))
     install_error_handlers(app)
     return app
 

@@ -43,7 +43,14 @@ def require_token(settings: SettingsDep, authorization: Annotated[str | None, He
                             "<ORCHESTRATOR_API_TOKEN>'", headers={"WWW-Authenticate": "Bearer"})
 
 
+def require_read_token(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    """With ``ORCHESTRATOR_READ_TOKEN_REQUIRED`` set, reads need the token as well."""
+    if settings.read_token_required:
+        require_token(settings, authorization)
+
+
 Authorized = Depends(require_token)
+ReadAuthorized = Depends(require_read_token)
 
 
 def field_error(status_code: int, loc: list[str], message: str) -> HTTPException:

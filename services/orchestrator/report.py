@@ -16,6 +16,7 @@ from typing import Any
 from rsir.recipes import RunConfig
 from rsir.recursion import RunState
 from services.orchestrator.schemas import RunSpec
+from services.orchestrator.store.records import public
 
 STAT_FIELDS = ("users", "synthetic_sequences", "items", "interactions", "avg_length", "density", "apen",
                "apen_reciprocal")
@@ -38,6 +39,7 @@ class Run:
     error: str | None = None
     report: dict[str, str] | None = None
     resumes: int = 0
+    retries: int = 0  # service calls tried again, drawn from the run's budget (ORCHESTRATOR_RETRY_BUDGET)
     state: RunState = field(default_factory=RunState)
 
     def run_config(self) -> RunConfig:
@@ -71,7 +73,8 @@ def dataset_stats(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_report(run: Run) -> dict[str, Any]:
-    """The run report stored in object storage: the run document as it ends, minus live fields."""
+    """The run report stored in object storage: the run document as it ends, minus live fields and
+    storage URIs (the report is served to readers as it is)."""
     skip = {"report", "updated_at"}
     return {"format": "rsir-run-report/1", "generated_at": time.time(),
-            **{k: v for k, v in run.to_doc().items() if k not in skip}}
+            **{k: v for k, v in public(run.to_doc()).items() if k not in skip}}

@@ -46,7 +46,7 @@ JsonFloat = Annotated[float, BeforeValidator(jsonio.number, json_schema_input_ty
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ConfigSpec(_Spec):
@@ -244,7 +244,6 @@ class DatasetView(BaseModel):
 
     version: str
     name: str
-    uri: str
     size: int
     created_at: float
     source: str
@@ -253,9 +252,10 @@ class DatasetView(BaseModel):
 
 
 class CheckpointView(BaseModel):
+    """An uploaded checkpoint: its sha256 (a run's ``teacher.checkpoint``), model and size."""
+
     model_config = ConfigDict(extra="allow")
 
     sha256: str
-    uri: str
     model: dict[str, Any]
     num_items: int

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rsir.validation import DEFAULT_MAX_ITEMS
 from services.common.storage import ObjectStore, open_store
 
 
@@ -37,11 +38,19 @@ class OrchestratorSettings(BaseSettings):
     services_token: SecretStr | None = None  # bearer token the trainer/generators expect (their *_TOKEN)
     api_token: SecretStr | None = None  # when set, mutating endpoints need 'Authorization: Bearer <token>'
     max_upload_mb: float = Field(default=256.0, gt=0)
+    # catalogue size a dataset may declare (its embedding table is items x dim); more is refused (422)
+    max_items: int = Field(default=DEFAULT_MAX_ITEMS, ge=1)
     max_concurrent_runs: int = Field(default=1, ge=1, le=64)
     train_timeout_s: float = Field(default=6 * 3600.0, gt=0)
     generate_timeout_s: float = Field(default=6 * 3600.0, gt=0)
     busy_wait_s: float = Field(default=3600.0, ge=0)  # how long a busy trainer/generator is retried
     data_dir: Path | None = None  # benchmark files (else $RSIR_DATA_DIR)
+    # retries of unreachable or busy services (services/orchestrator/faults.py): retries per run in all,
+    # and the backoff between them (doubling from the first to the cap, with jitter)
+    retry_budget: int = Field(default=30, ge=0, le=100_000)
+    retry_backoff_s: float = Field(default=0.5, gt=0, le=3600)
+    retry_backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
+    read_token_required: bool = False  # when set, reads need the API token too (health probes stay open)
     health_timeout_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
     # test hook: "<stage>:<point>" makes the process SIGKILL itself there, to prove resumption
@@ -55,6 +64,12 @@ class OrchestratorSettings(BaseSettings):
         if isinstance(value, list) and not value:
             raise ValueError("name at least one generator address (host:port)")
         return value
+
+    @model_validator(mode="after")
+    def _read_token(self) -> OrchestratorSettings:
+        if self.read_token_required and self.api_token is None:
+            raise ValueError("ORCHESTRATOR_READ_TOKEN_REQUIRED needs ORCHESTRATOR_API_TOKEN")
+        return self
 
     def store(self) -> ObjectStore:
         secret = lambda s: None if s is None else s.get_secret_value()  # noqa: E731

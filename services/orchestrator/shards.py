@@ -1,11 +1,14 @@
 """One generation pass over all generator replicas: users sharded, failed shards retried elsewhere.
 
 Shard i of n is first sent to replica ``i mod R`` and, when that call fails in a way another replica
-could fix (unreachable, busy, stream broken off), to the next replicas in turn. Every call names an
-``output_key``: the generator stores the complete shard result there, once, after its last batch, so
-the stored blobs are the pass's durable output. A restarted orchestrator skips the shards already
-stored, and ``load_shards`` reads them back in shard order for the merge (which sorts by row id, so
-the merged dataset does not depend on which replica ran which shard).
+or a later try could fix (``faults.classify``: unreachable, busy, stream broken off), to the next
+replicas in turn, backing off after each full round; every retry is drawn from the run's budget
+(``faults.Retries``). Any other failure ends the pass at once: the other shards' calls are
+cancelled and the error names the generator and its address. Every call names an ``output_key``:
+the generator stores the complete shard result there, once, after its last batch, so the stored
+blobs are the pass's durable output. A restarted orchestrator skips the shards already stored, and
+``load_shards`` reads them back in shard order for the merge (which sorts by row id, so the merged
+dataset does not depend on which replica ran which shard).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,14 +28,12 @@ from rsir.config import GenerationConfig
 from rsir.generation import GeneratedBatch
 from services.common.artifacts import BlobRef, DatasetRef
 from services.common.storage import ObjectStore
-from services.generator.client import GeneratorClient, IncompleteStream
+from services.generator.client import GenerationStream, GeneratorClient, IncompleteStream
 from services.generator.results import read_result
+from services.orchestrator.faults import Retries, classify
+from services.orchestrator.metrics import Metrics
 
 logger = logging.getLogger(__name__)
-# errors another replica (or a later try) may not repeat; anything else fails the pass
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-                       grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
 class Interrupted(Exception):
@@ -52,16 +53,43 @@ def shard_keys(run_id: str, iteration: int, count: int) -> list[str]:
     return [f"generated/{run_id}/{iteration}/shard-{i}-of-{count}.npz" for i in range(count)]
 
 
+class _Calls:
+    """The streams in flight, so that one shard's failure can cancel the others' at once."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._streams: set[GenerationStream] = set()
+        self._lock = threading.Lock()
+
+    def open(self, stream: GenerationStream) -> None:
+        with self._lock:
+            self._streams.add(stream)
+        if self.stop.is_set():
+            stream.cancel()
+
+    def close(self, stream: GenerationStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def cancel_all(self) -> None:
+        self.stop.set()
+        with self._lock:
+            for stream in self._streams:
+                stream.cancel()
+
+
 def run_shards(replicas: Sequence[tuple[str, GeneratorClient]], objects: ObjectStore, checkpoint: BlobRef,
                dataset: DatasetRef, config: GenerationConfig, keys: Sequence[str], *,
                should_stop: Callable[[], bool], on_progress: Callable[[int, dict[str, Any]], None],
-               timeout: float, busy_wait: float, rounds: int = 3) -> list[ShardOutcome]:
-    """Make sure every shard's result is stored under ``keys[i]``; the outcomes in shard order."""
-    count = len(keys)
-    stop = threading.Event()
+               timeout: float, retries: Retries, metrics: Metrics) -> list[ShardOutcome]:
+    """Make sure every shard's result is stored under ``keys[i]``; the outcomes in shard order.
+
+    Raises ``faults.CallFailed`` (the first shard that failed for good) or ``Interrupted``.
+    """
+    count, calls = len(keys), _Calls()
 
     def stopped() -> bool:
-        return stop.is_set() or should_stop()
+        return calls.stop.is_set() or should_stop()
 
     def stored(index: int, address: str | None, attempts: int, t0: float) -> ShardOutcome | None:
         """The shard's outcome if its result is already stored (by an earlier process or attempt)."""
@@ -75,57 +103,67 @@ def run_shards(replicas: Sequence[tuple[str, GeneratorClient]], objects: ObjectS
         t0 = time.perf_counter()
         if (done := stored(index, None, 0, t0)) is not None:
             return done
-        attempts, deadline = 0, time.monotonic() + busy_wait
+        attempts, rounds, failing_since = 0, 0, time.monotonic()
         while True:
             for offset in range(len(replicas)):
                 address, client = replicas[(index + offset) % len(replicas)]
                 if stopped():
                     raise Interrupted
                 attempts += 1
+                metrics.calls.labels("generator").inc()
+                metrics.shard_attempts.inc()
 
                 def report(stats: dict[str, Any], address: str = address) -> None:
                     on_progress(index, {**stats, "address": address})
 
                 try:
-                    stats = _stream_shard(client, checkpoint, dataset, config, (index, count), keys[index],
+                    stats = _stream_shard(client, calls, checkpoint, dataset, config, (index, count), keys[index],
                                           timeout, stopped, report)
                 except (grpc.RpcError, IncompleteStream) as exc:
-                    code = exc.code() if isinstance(exc, grpc.RpcError) else None
                     if stopped():
                         raise Interrupted from None
-                    if code is not None and code not in RETRYABLE:
-                        raise
                     if (done := stored(index, address, attempts, t0)) is not None:
                         return done  # the replica stored the result before the stream broke
-                    logger.warning("shard %d/%d on %s failed (%s); trying another replica", index, count, address,
-                                   code.name if code else exc)
+                    fault = classify(exc, "generator", address)
+                    metrics.failed(fault)
+                    retries.spend(fault, failing_since)  # raises CallFailed: not retryable, or no retries left
+                    logger.warning("shard %d/%d: %s; trying again", index, count, fault.reason)
                     continue
                 on_progress(index, {**stats, "done": True, "address": address})
                 return ShardOutcome(index, address, attempts, time.perf_counter() - t0, stats)
-            if attempts >= rounds * len(replicas) and time.monotonic() > deadline:
-                raise RuntimeError(f"shard {index}/{count}: every generator replica failed {attempts} times")
-            time.sleep(min(5.0, 0.5 * attempts))  # all replicas busy or down: wait, then go round again
+            rounds += 1
+            calls.stop.wait(retries.delay(rounds))  # every replica failed: back off, then go round again
 
     with ThreadPoolExecutor(max_workers=min(count, 4 * len(replicas)), thread_name_prefix="shard") as pool:
         futures = [pool.submit(one, i) for i in range(count)]
         try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [error for f in futures if f in done and (error := f.exception()) is not None]
+            if failed:
+                raise failed[0]
             return [f.result() for f in futures]
         finally:
-            stop.set()  # one shard failed: stop the others at their next batch
+            calls.cancel_all()  # one shard failed: end the others' calls now, not at their next batch
 
 
-def _stream_shard(client: GeneratorClient, checkpoint: BlobRef, dataset: DatasetRef, config: GenerationConfig,
-                  shard: tuple[int, int], key: str, timeout: float, stopped: Callable[[], bool],
-                  report: Callable[[dict[str, Any]], None]) -> dict[str, int]:
+def _stream_shard(client: GeneratorClient, calls: _Calls, checkpoint: BlobRef, dataset: DatasetRef,
+                  config: GenerationConfig, shard: tuple[int, int], key: str, timeout: float,
+                  stopped: Callable[[], bool], report: Callable[[dict[str, Any]], None]) -> dict[str, int]:
     stream = client.generate(checkpoint, dataset, config, shard=shard, output_key=key, timeout=timeout)
-    last = 0.0
-    for batch in stream:
+    calls.open(stream)
+    try:
         if stopped():
-            stream.cancel()
             raise Interrupted
-        if time.monotonic() - last > 0.5:  # progress is for people: a few updates a second at most
-            report(batch.stats.to_dict())
-            last = time.monotonic()
+        last = 0.0
+        for batch in stream:
+            if stopped():
+                stream.cancel()
+                raise Interrupted
+            if time.monotonic() - last > 0.5:  # progress is for people: a few updates a second at most
+                report(batch.stats.to_dict())
+                last = time.monotonic()
+    finally:
+        calls.close(stream)
     assert stream.summary is not None
     if stream.summary.result is None:
         raise IncompleteStream("the generator stored no shard result")

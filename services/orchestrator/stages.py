@@ -5,7 +5,9 @@ is followed by one write of the whole document (the stage's result and the next 
 restarted orchestrator runs the stage the document names again. Every stage is safe to repeat:
 trainer jobs are idempotent by job id, shard results are stored once under fixed keys and skipped
 when present, and dataset versions are content-addressed. The orchestrator keeps state and versions;
-training, ranking and generation happen in the trainer and generator services (``ServiceWorkers``).
+training, ranking and generation happen in the trainer and generator services (``ServiceWorkers``),
+whose failures are classified in ``faults.py``: retried within the run's budget, or the run fails at
+once naming the service and its address.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rsir.synthetic import synthetic_dataset
 from rsir.training import EpochReport
 from services.common.artifacts import BlobRef, ranks_from_bytes
 from services.common.storage import StorageUnavailable
+from services.orchestrator.faults import CallFailed, Retries, classify, redact
 from services.orchestrator.report import Run, build_report, dataset_stats
 from services.orchestrator.schemas import HEX64
 from services.orchestrator.shards import Interrupted, load_shards, pass_summary, run_shards, shard_keys
@@ -39,7 +42,6 @@ if TYPE_CHECKING:
     from services.orchestrator.driver import Driver
 
 logger = logging.getLogger(__name__)
-BUSY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 # the run waits at its stage for these to pass, and resumes there
 TRANSIENT = (redis.RedisError, StorageUnavailable)
 
@@ -49,7 +51,8 @@ class RunError(RuntimeError):
 
 
 def finish(store: Store, run: Run, status: str, error: str | None = None) -> None:
-    run.status, run.finished_at, run.error = status, time.time(), error
+    run.status, run.finished_at, run.error = status, time.time(), None if error is None else redact(error)
+    error = run.error
     if status != "completed":
         run.state.stopped_by = run.state.stopped_by or status
     store.runs.save(run.to_doc())
@@ -62,7 +65,6 @@ class ServiceWorkers:
     def __init__(self, execution: Execution):
         self.execution, self.driver, self.store = execution, execution.driver, execution.store
         self.run_id = execution.run_id
-        self.service = "orchestrator"  # who the call in flight goes to, for error messages
 
     def prepare(self) -> tuple[str, dict[str, Any]]:
         source = self.execution.record.spec["dataset"]
@@ -89,22 +91,24 @@ class ServiceWorkers:
             self.execution.set_progress(**data)
             self.execution.check()  # raising here cancels the call: the trainer stops within one batch
 
-        trainer, settings = self.driver.trainer, self.driver.settings
-        self.service = f"the trainer at {trainer.address}"
-        deadline = time.monotonic() + settings.busy_wait_s
+        trainer, settings, metrics = self.driver.trainer, self.driver.settings, self.driver.metrics
+        streak, failing_since = 0, time.monotonic()
         while True:
             self.execution.check()
+            metrics.calls.labels("trainer").inc()
             try:
                 outcome = trainer.train(job_id, ref, model, config, init=start, on_progress=on_epoch,
-                                        timeout=settings.train_timeout_s)
+                                        timeout=settings.train_timeout_s, should_stop=self.execution.stop_requested)
                 break
             except (grpc.RpcError, IncompleteTraining) as exc:
                 self.execution.check()
-                busy = isinstance(exc, IncompleteTraining) or exc.code() in BUSY
-                if not busy or time.monotonic() > deadline:
-                    raise
-                logger.info("trainer busy or unavailable for %s; retrying", job_id)
-                self.driver.stopping.wait(2.0)
+                fault = classify(exc, "trainer", trainer.address)
+                metrics.failed(fault)
+                self.execution.retries.spend(fault, failing_since)  # raises CallFailed when it must not retry
+                streak += 1
+                delay = self.execution.retries.delay(streak)
+                logger.warning("%s: %s; retrying in %.1f s", job_id, fault.reason, delay)
+                self.driver.stopping.wait(delay)
         self.driver.failpoint(f"train_{role}", "trained")
         if outcome.ranks is None:
             raise RunError(f"the trainer at {trainer.address} returned no test ranks (an older version?)")
@@ -135,18 +139,14 @@ class ServiceWorkers:
                                                                **stats})
                 self.driver.failpoint("generate", "shard_stored")
 
-        self.service = "the generators at " + ", ".join(address for address, _ in self.driver.generators)
-        settings = self.driver.settings
         outcomes = run_shards(self.driver.generators, self.store.objects, checkpoint, self.store.versions.ref(dataset),
-                              config, keys, should_stop=lambda: self.driver.stopping.is_set()
-                              or self.store.runs.cancel_requested(self.run_id), on_progress=on_progress,
-                              timeout=settings.generate_timeout_s, busy_wait=settings.busy_wait_s)
-        self.driver.metrics.shard_attempts.inc(sum(o.attempts for o in outcomes))
+                              config, keys, should_stop=self.execution.stop_requested, on_progress=on_progress,
+                              timeout=self.driver.settings.generate_timeout_s, retries=self.execution.retries,
+                              metrics=self.driver.metrics)
         return pass_summary(checkpoint, keys, outcomes)
 
     def merge(self, k: int, dataset: str, generation: dict[str, Any], config: GenerationConfig,
               name: str) -> tuple[str, dict[str, Any], dict[str, int]]:
-        self.service = "the orchestrator"
         parent = self.store.versions.load(dataset)
         merged, counts = merge_generated(parent, load_shards(self.store.objects, generation["keys"]),
                                          dedup=config.dedup, name=name)
@@ -183,11 +183,15 @@ class Execution:
         if doc is None or doc["status"] in FINAL:
             return True
         self.record = run = Run.from_doc(doc)
+        settings, metrics = self.driver.settings, self.driver.metrics
+        self.retries = Retries(settings.retry_budget, settings.retry_backoff_s, settings.retry_backoff_max_s,
+                               settings.busy_wait_s, used=run.retries, on_retry=metrics.retried)
         if self.store.runs.cancel_requested(self.run_id):
             finish(self.store, run, "cancelled")
             return True
         if run.status == "running":
             run.resumes += 0 if retry else 1
+            metrics.resumes.labels("outage" if retry else "restart").inc()
             self.store.events.emit(self.run_id, "resumed", {"stage": run.state.stage.value,
                                                             "iteration": run.state.iteration, "retry": retry})
         run.status, run.started_at = "running", run.started_at or time.time()
@@ -199,26 +203,37 @@ class Execution:
             self.store.events.emit(self.run_id, "stage", {"stage": stage.value, "iteration": k})
             self.set_progress(stage=stage.value, iteration=k)
             t0 = time.perf_counter()
+
+            def timed(outcome: str, stage: Stage = stage, t0: float = t0) -> None:
+                metrics.stage_seconds.labels(stage.value, outcome).observe(time.perf_counter() - t0)
+                run.retries = self.retries.used
+
             try:
                 self.check()
                 run.state = step(run.state, config, workers, self._name(run.state))
                 if run.state.stage is Stage.DONE:
                     self._store_report(run)
             except Interrupted:
+                timed("interrupted")
                 if self.store.runs.cancel_requested(self.run_id):
                     finish(self.store, run, "cancelled")
                     return True
                 logger.info("run %s interrupted in %s; it resumes there on the next start", self.run_id, stage)
                 return False
             except TRANSIENT:
+                timed("interrupted")
                 raise
-            except Exception as exc:
-                logger.exception("run %s failed in stage %s", self.run_id, stage)
-                detail = (f"gRPC {exc.code().name} from {workers.service}: {exc.details()}"
-                          if isinstance(exc, grpc.RpcError) else f"{type(exc).__name__}: {exc}")
-                finish(self.store, run, "failed", f"{stage.value} (iteration {k}): {detail}")
+            except (CallFailed, RunError) as exc:  # the reason says it all: no traceback
+                timed("failed")
+                logger.warning("run %s failed in stage %s: %s", self.run_id, stage, exc)
+                finish(self.store, run, "failed", f"{stage.value} (iteration {k}): {exc}")
                 return True
-            self.driver.metrics.stage_seconds.labels(stage.value).observe(time.perf_counter() - t0)
+            except Exception as exc:
+                timed("failed")
+                logger.exception("run %s failed in stage %s", self.run_id, stage)
+                finish(self.store, run, "failed", f"{stage.value} (iteration {k}): {type(exc).__name__}: {exc}")
+                return True
+            timed("completed")
             self.store.runs.save(run.to_doc())  # the commit point: the stage's result and the next stage together
         finish(self.store, run, "completed")
         return True
@@ -235,8 +250,12 @@ class Execution:
         info = self.store.objects.put(f"reports/{self.run_id}.json", dumps(report).encode())
         run.report = {"uri": info.uri, "sha256": info.sha256}
 
+    def stop_requested(self) -> bool:
+        """The orchestrator is stopping or the run was cancelled."""
+        return self.driver.stopping.is_set() or self.store.runs.cancel_requested(self.run_id)
+
     def check(self) -> None:
-        if self.driver.stopping.is_set() or self.store.runs.cancel_requested(self.run_id):
+        if self.stop_requested():
             raise Interrupted
 
     def set_progress(self, **values: Any) -> None:

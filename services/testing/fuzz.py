@@ -5,19 +5,24 @@ generate requests that fit the schema (positive) and requests that break it (neg
 out-of-range numbers, strings off their patterns, missing fields); half the run specs name the
 ``synthetic`` dataset, which the schema cannot express, so that valid ones create runs.
 ``fuzz_uploads`` sends generated bodies (random bytes, near-valid text, CSV and JSON) to the two
-upload endpoints, whose raw bodies the schema cannot describe. Every response is recorded; a server
-error (5xx) or a broken connection is a failure. Used by ``tests/reliability`` (a few hundred
-requests) and by ``bench/reliability.py`` (thousands).
+upload endpoints, whose raw bodies the schema cannot describe. ``fuzz_structure`` uploads datasets
+that parse but are structurally broken (``broken_datasets``: mutated offsets, counts, ids, dtypes and
+catalogue sizes of a stored ``.npz``, and text files with huge or float ids); ``broken_stored`` then
+reads back every stored version, which must all be valid. Every response is recorded; a server error
+(5xx) or a broken connection is a failure. Used by ``tests/reliability`` (a few hundred requests) and
+by ``bench/reliability.py`` (thousands).
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 import redis
 import requests
 import schemathesis
@@ -26,6 +31,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.result import Err
+
+from rsir.datasets import SequenceDataset
+from rsir.errors import DataError
+from services.common.storage import ObjectStore
 
 # answers that are right although 5xx: not ready, since this orchestrator's services are down on purpose
 EXPECTED = {("GET /readyz", 503)}
@@ -157,3 +166,109 @@ def run_outcomes(redis_url: str, prefix: str) -> dict[str, int]:
     client.close()
     return dict(collections.Counter(d["status"] + (": " + ": ".join(d["error"].split(": ")[:2]) if d["error"] else "")
                                     for d in docs))
+
+
+def npz_bytes(users: object, offsets: object, items: object, meta: object) -> bytes:
+    """A ``.npz`` laid out like a stored dataset version, with whatever arrays and metadata it is given."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, users=np.asarray(users), offsets=np.asarray(offsets), items=np.asarray(items),
+                        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    return buffer.getvalue()
+
+
+# a valid dataset: 3 real users, 1 synthetic sequence, 9 items
+_USERS, _OFFSETS, _ITEMS = [1, 2, 3, 4], [0, 3, 7, 10, 12], [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3]
+_META = {"format": "rsir-dataset/1", "num_items": 9, "num_real": 3, "name": "fuzz"}
+
+
+def hostile_datasets() -> dict[str, tuple[str, bytes]]:
+    """Structurally broken datasets by name: (file suffix, bytes). Each must be refused at every entry."""
+    def npz(**change: object) -> tuple[str, bytes]:
+        parts = {"users": _USERS, "offsets": _OFFSETS, "items": _ITEMS, "meta": _META, **change}
+        return ".npz", npz_bytes(parts["users"], parts["offsets"], parts["items"], parts["meta"])
+
+    return {
+        "num_real 0": npz(meta={**_META, "num_real": 0}),
+        "num_real above the rows": npz(meta={**_META, "num_real": 5}),
+        "num_real a float": npz(meta={**_META, "num_real": 2.5}),
+        "offsets not monotonic": npz(offsets=[0, 7, 3, 10, 12]),
+        "offsets not from 0": npz(offsets=[1, 3, 7, 10, 12]),
+        "offsets past the items": npz(offsets=[0, 3, 7, 10, 13]),
+        "an empty real row": npz(offsets=[0, 0, 7, 10, 12]),
+        "a synthetic row of one item": npz(offsets=[0, 3, 7, 11, 12]),
+        "catalogue of 10^12 items": npz(meta={**_META, "num_items": 10**12}),
+        "item id 0": npz(items=[0, *_ITEMS[1:]]),
+        "item id beyond the catalogue": npz(items=[*_ITEMS[:-1], 10]),
+        "float item ids": npz(items=np.array(_ITEMS, dtype=np.float64) + 0.9),
+        "duplicate user ids": npz(users=[1, 1, 3, 4]),
+        "synthetic id below a real one": npz(users=[2, 3, 4, 1]),
+        "2-D items": npz(items=np.array(_ITEMS).reshape(3, 4)),
+        "not a zip (a .npy)": (".npz", _npy(np.arange(10))),
+        "not a zip (text)": (".npz", b"1 2 3 4\n"),
+        "text catalogue of 10^12 items": (".txt", b"1 1 2 1000000000000\n"),
+        "text float item id": (".txt", b"1 1 1.9 3\n"),
+        "text duplicate user": (".txt", b"1 1 2 3\n1 2 3 4\n"),
+    }
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@st.composite
+def broken_datasets(draw: st.DrawFn) -> tuple[str, bytes]:
+    """The valid dataset above with its offsets, counts, ids, dtypes or catalogue size mutated (or a named
+    hostile one); some mutations leave it valid, which the server may then store."""
+    what = draw(st.sampled_from(["offsets", "num_real", "num_items", "items", "users", "dtype", "named"]))
+    if what == "named":
+        return draw(st.sampled_from(sorted(hostile_datasets().values())))
+    users, offsets, items, meta = list(_USERS), list(_OFFSETS), list(_ITEMS), dict(_META)
+    big = st.one_of(st.integers(-3, 15), st.integers(-2**63, 2**63 - 1))
+    if what == "offsets":
+        offsets[draw(st.integers(0, len(offsets) - 1))] = draw(big)
+    elif what in ("num_real", "num_items"):
+        meta[what] = draw(st.one_of(big, st.floats(allow_nan=False), st.sampled_from([None, "3", True, [], 10**30])))
+    elif what in ("items", "users"):
+        values = items if what == "items" else users
+        values[draw(st.integers(0, len(values) - 1))] = draw(big)
+    else:
+        return ".npz", npz_bytes(users, offsets, np.array(items, dtype=draw(st.sampled_from(["f8", "u8", "i2", "?"]))),
+                                 meta)
+    return ".npz", npz_bytes(users, offsets, items, meta)
+
+
+def fuzz_structure(base_url: str, token: str, *, examples: int, seed_value: int = 0,
+                   report: FuzzReport | None = None) -> FuzzReport:
+    """Every named hostile dataset, then ``examples`` mutated ones, uploaded to ``/datasets``."""
+    report = report or FuzzReport()
+    label = "POST /datasets (structure)"
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {token}"
+
+        def send(case: tuple[str, bytes]) -> None:
+            suffix, body = case
+            try:
+                response = session.post(f"{base_url}/datasets", params={"filename": f"fuzz{suffix}"}, data=body,
+                                        timeout=30)
+            except requests.RequestException as exc:
+                report.record(label, "POST", "/datasets", None, repr(exc))
+                return
+            report.record(label, "POST", response.request.url or "/datasets", response.status_code, response.text)
+
+        for case in hostile_datasets().values():
+            send(case)
+        _drive(broken_datasets(), send, examples, seed_value)
+    return report
+
+
+def broken_stored(objects: ObjectStore) -> list[str]:
+    """The stored dataset versions that do not read back as valid datasets (there must be none)."""
+    broken = []
+    for key in objects.list("datasets/"):
+        try:
+            SequenceDataset.from_bytes(objects.get(key))
+        except DataError as exc:
+            broken.append(f"{key}: {exc}")
+    return broken

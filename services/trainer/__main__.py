@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rsir.resources import resolve_device
+from services.common.calls import MemoryBudget
 from services.common.grpc_server import serve
 from services.common.logs import configure_logging
 from services.trainer.servicer import TrainerServicer
@@ -11,8 +13,11 @@ from services.trainer.settings import TrainerSettings
 def main() -> None:
     settings = TrainerSettings()
     configure_logging(settings.log_level)
+    resolve_device(settings.device)  # TRAINER_DEVICE names a device this machine has, or the trainer exits
     servicer = TrainerServicer(settings.store(), default_device=settings.device,
-                               max_concurrent_calls=settings.max_concurrent_calls)
+                               max_concurrent_calls=settings.max_concurrent_calls,
+                               memory=MemoryBudget(settings.memory_budget_bytes(), settings.memory_budget_name()),
+                               threads=settings.threads(), max_items=settings.max_items)
     serve(servicer.definition(), host=settings.host, port=settings.port,
           max_concurrent_calls=settings.max_concurrent_calls, max_message_mb=settings.max_message_mb,
           token=settings.token_value(), grace=settings.grace_seconds)

@@ -1,26 +1,37 @@
-"""The ``rsir.api.v1.Trainer`` servicer: convert, call ``rsir.training.train``, publish, convert back."""
+"""The ``rsir.api.v1.Trainer`` servicer: convert, call ``rsir.training.train``, publish, convert back.
+
+Before training, a job is checked against what this process has: its device must exist here, and
+its estimated memory (``services.trainer.budget``) must fit the memory budget. Training runs on a
+thread of its own at the configured intra-op thread count, set and restored there. A job cancelled
+at any point before its record is written publishes nothing.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import torch
 
 from rsir.checkpoint import checkpoint_bytes, load_checkpoint
 from rsir.datasets import SequenceDataset
 from rsir.errors import ConfigError
 from rsir.evaluation import evaluate
+from rsir.parallel import torch_threads
+from rsir.resources import available_devices, resolve_device
 from rsir.training import EpochReport, TrainResult, continue_on_real, train
-from rsir_api.v1 import trainer_pb2, trainer_pb2_grpc
+from rsir.validation import DEFAULT_MAX_ITEMS
+from rsir_api.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from services.common.artifacts import BlobRef, fetch_dataset, ranks_bytes
-from services.common.calls import Activity, Background
+from services.common.calls import Activity, Background, MemoryBudget
 from services.common.errors import rpc_errors
 from services.common.grpc_server import ServiceDef
 from services.common.storage import ObjectStore
 from services.trainer import convert
+from services.trainer.budget import training_bytes
 from services.trainer.jobs import JobRecords
 
 logger = logging.getLogger(__name__)
@@ -28,19 +39,28 @@ SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
-    def __init__(self, store: ObjectStore, *, default_device: str = "auto", max_concurrent_calls: int = 1):
-        self.store, self.default_device = store, default_device
+    def __init__(self, store: ObjectStore, *, default_device: str = "auto", max_concurrent_calls: int = 1,
+                 memory: MemoryBudget | None = None, threads: int = 0, max_items: int = DEFAULT_MAX_ITEMS):
+        self.store, self.default_device, self.max_items = store, default_device, max_items
         self.jobs = JobRecords(store)
         self.activity = Activity(max_concurrent_calls)
+        self.memory = memory or MemoryBudget(2**63 - 1, "TRAINER_MEMORY_BUDGET_MB")
+        self.threads = threads or torch.get_num_threads()
+
+    def info(self) -> common_pb2.ServiceInfo:
+        return common_pb2.ServiceInfo(devices=available_devices(),
+                                      default_device=str(resolve_device(self.default_device)),
+                                      memory_budget_bytes=self.memory.limit)
 
     def definition(self) -> ServiceDef:
         return ServiceDef(SERVICE_NAME, lambda server: trainer_pb2_grpc.add_TrainerServicer_to_server(self, server),
-                          warmup=self.store.check, wait_idle=self.activity.wait_idle)
+                          warmup=self.store.check, wait_idle=self.activity.wait_idle, info=self.info)
 
     def Train(self, request: trainer_pb2.TrainRequest,
               context: grpc.ServicerContext) -> Iterator[trainer_pb2.TrainResponse]:
         with rpc_errors(context, "Train"), self.activity.track(context):
             job = convert.train_job(request, self.default_device)
+            resolve_device(job.train.device)  # a device this machine lacks: INVALID_ARGUMENT naming those it has
             with self.jobs.lock(job.job_id, cancelled=lambda: not context.is_active()) as locked:
                 done = self.jobs.find(job) if locked else None
                 if done is not None:
@@ -48,21 +68,36 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                     yield convert.result_response(dataclasses.replace(done, reused=True))
                 if not locked or done is not None:
                     return
-                dataset = fetch_dataset(self.store, job.dataset)
-                fit = self._continue(job, dataset) if job.init is not None else (
-                    lambda emit, stop: train(dataset, job.model, job.train, on_epoch=emit, should_stop=stop,
-                                             progress=False))
-                run: Background[EpochReport, TrainResult] = Background(fit, context)
-                try:
-                    for report in run:
-                        yield convert.progress_response(report)
-                except GeneratorExit:  # cancelled while a report was on its way out: gRPC drops this stream
-                    logger.info("job %s cancelled; nothing published", job.job_id)
-                    raise
-                if run.result is None or run.result.stopped_by == "cancelled":
-                    logger.info("job %s cancelled; nothing published", job.job_id)
+                dataset = fetch_dataset(self.store, job.dataset, self.max_items)
+                estimate = training_bytes(dataset, job.model, job.train)
+                with self.memory.reserve(estimate.total, f"training job {job.job_id!r} ({estimate.describe()})",
+                                         "lower train.batch_size or train.eval_batch_size, or use loss 'sampled'"):
+                    yield from self._train(job, dataset, context)
+
+    def _train(self, job: convert.TrainJob, dataset: SequenceDataset,
+               context: grpc.ServicerContext) -> Iterator[trainer_pb2.TrainResponse]:
+        fit = self._continue(job, dataset) if job.init is not None else (
+            lambda emit, stop: train(dataset, job.model, job.train, on_epoch=emit, should_stop=stop, progress=False))
+        run: Background[EpochReport, TrainResult] = Background(self._in_threads(fit), context)
+        try:
+            for report in run:
+                yield convert.progress_response(report)
+            cancelled = lambda: not context.is_active()  # noqa: E731
+            if run.result is not None and run.result.stopped_by != "cancelled" and not cancelled():
+                outcome = self._publish(job, dataset, run.result, cancelled)
+                if outcome is not None:
+                    yield convert.result_response(outcome)
                     return
-                yield convert.result_response(self._publish(job, dataset, run.result))
+        except GeneratorExit:  # cancelled while a message was on its way out: gRPC drops this stream
+            pass
+        logger.info("job %s cancelled; nothing published", job.job_id)
+
+    def _in_threads(self, fit: Any) -> Any:
+        """``fit`` at this service's intra-op thread count, on the thread that runs it."""
+        def work(emit: Any, stop: Any) -> TrainResult:
+            with torch_threads(self.threads):
+                return fit(emit, stop)
+        return work
 
     def _continue(self, job: convert.TrainJob, dataset: SequenceDataset) -> Any:
         """The real-data stage alone, on a checkpoint this service published (its metrics say how it
@@ -79,10 +114,15 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                                                    seconds=m["seconds"], on_epoch=emit, should_stop=stop,
                                                    progress=False)
 
-    def _publish(self, job: convert.TrainJob, dataset: SequenceDataset, result: TrainResult) -> convert.TrainOutcome:
-        """Evaluate on test, store the checkpoint, then the job record (the record commits the job)."""
+    def _publish(self, job: convert.TrainJob, dataset: SequenceDataset, result: TrainResult,
+                 cancelled: Callable[[], bool]) -> convert.TrainOutcome | None:
+        """Evaluate on test, store the checkpoint, then the job record (the record commits the job);
+        None, with nothing stored, when the call was cancelled before the writes."""
         device = next(result.model.parameters()).device
-        ranked = evaluate(result.model, dataset, "test", batch_size=job.train.eval_batch_size, device=device)
+        with torch_threads(self.threads):
+            ranked = evaluate(result.model, dataset, "test", batch_size=job.train.eval_batch_size, device=device)
+        if cancelled():
+            return None
         test = ranked.metrics()
         record = {"test": test, "valid": result.valid, "best_epoch": result.best_epoch, "epochs": result.epochs,
                   "seconds": result.seconds}

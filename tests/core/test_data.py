@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rsir import logs
 from rsir.cli import main
-from rsir.data import MAX_LINE_BYTES, read_interactions, read_sequences, write_interactions, write_sequences
+from rsir.data import MAX_LINE_BYTES, read_sequences, write_sequences
 from rsir.errors import DataError
+from rsir.logs import read_interactions, write_interactions
 
 
 def _write(tmp_path, name, text):
@@ -135,3 +137,52 @@ def test_sequence_file_round_trip(tmp_path):
     parsed = read_sequences(tmp_path / "s.txt")
     assert parsed.users.tolist() == [5, 9]
     assert [s.tolist() for s in parsed.sequences] == [[1, 2, 3], [4, 4, 2, 1]]
+
+
+def test_catalogue_cap_and_float_ids_in_sequence_files(tmp_path):
+    """A line ``1 1 2 1000000000000`` once declared a catalogue of 10^12 items (64 TB of embeddings)."""
+    huge = _write(tmp_path, "huge.txt", "1 2 3 4\n2 1 2 1000000000000\n")
+    with pytest.raises(DataError, match=r"line 2: item id 1000000000000 is above the limit of 10000000 items "
+                                        r"\(the max_items setting\)"):
+        read_sequences(huge)
+    with pytest.raises(DataError, match="above the limit of 3 items"):
+        read_sequences(_write(tmp_path, "four.txt", "1 2 3 4\n"), max_items=3)
+    with pytest.raises(DataError, match=r"line 1: '1.9' is not an integer id"):
+        read_sequences(_write(tmp_path, "float.txt", "1 1.9 2 3\n"))
+    with pytest.raises(DataError, match="above the limit"):
+        read_sequences(_write(tmp_path, "declared.txt", "1 2 3 4\n"), num_items=10**12)
+
+
+def test_catalogue_cap_in_logs(tmp_path):
+    path = _write(tmp_path, "log.csv", "user,item\n" + "".join(f"u,{i}\n" for i in range(5)))
+    assert read_interactions(path, k_core=0, max_items=5).num_items == 5
+    with pytest.raises(DataError, match="5 distinct items are above the limit of 4 items"):
+        read_interactions(path, k_core=0, max_items=4)
+
+
+def test_logs_read_in_chunks_equal_logs_read_whole(tmp_path, monkeypatch):
+    """Ids recurring across chunks get one code; equal timestamps keep their file order across chunks;
+    k-core counts over the whole file; a missing id names its line in a later chunk."""
+    rng = np.random.default_rng(0)
+    rows = [f"u{u},i{i},{t}" for u, i, t in zip(rng.integers(0, 30, 600), rng.integers(0, 40, 600),
+                                                 rng.integers(0, 20, 600), strict=True)]
+    path = _write(tmp_path, "log.csv", "user,item,timestamp\n" + "\n".join(rows) + "\n")
+    whole = read_interactions(path, k_core=3)
+    monkeypatch.setattr(logs, "CHUNK_ROWS", 7)
+    chunked = read_interactions(path, k_core=3)
+    assert chunked.user_labels == whole.user_labels and chunked.item_labels == whole.item_labels
+    assert chunked.items.tolist() == whole.items.tolist() and chunked.offsets.tolist() == whole.offsets.tolist()
+    gap = _write(tmp_path, "gap.csv", "user,item\n" + "u,a\n" * 20 + ",b\n")
+    with pytest.raises(DataError, match="line 22: empty user id"):
+        read_interactions(gap, k_core=0)
+
+
+def test_long_log_line_is_found_across_read_blocks(tmp_path):
+    """The line-length scan reads 4 MB blocks: a long line that straddles one is still caught, by number."""
+    path = tmp_path / "long.csv"
+    short = b"user,item\n" + b"u,a\n" * 1_000_000  # 4 MB: the long line starts just before a block ends
+    path.write_bytes(short + b"u," + b"b" * (MAX_LINE_BYTES + 10) + b"\nu,c\n")
+    with pytest.raises(DataError, match=f"line 1000002.*longer than {MAX_LINE_BYTES}"):
+        read_interactions(path)
+    path.write_bytes(short + b"u," + b"b" * (MAX_LINE_BYTES - 10) + b"\n")
+    assert read_interactions(path).item_labels == ["a"]  # just short enough; its one-off item is k-cored away

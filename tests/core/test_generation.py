@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.generation import generate as batched_generate
 from rsir.generation import merge_generated, source_sequences
+from rsir.parallel import ordered_streams
 from rsir.reference import oracle
 from rsir.scoring import PRODUCTS, CatalogueScorer, count_above, top_items
 from rsir.synthetic import synthetic_dataset
@@ -111,19 +114,36 @@ def test_default_chunk_size_follows_the_fidelity_check():
         GenerationConfig(batch_rows=0)
 
 
-def test_overlapping_parallel_generations_restore_the_thread_count(model, data):
+def test_overlapping_parallel_generations_leave_every_threads_count_alone(model, data):
+    """Torch's thread count is per thread: chunks run at 1 in their own workers, the consumer keeps
+    its count throughout, and threads started afterwards inherit the consumer's, not a worker's 1."""
     cfg = GenerationConfig(tau=8, p=0.5, m=3, max_len=12, batch_rows=20)
     threads = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
         first, second = batched_generate(model, data, cfg, workers=2), batched_generate(model, data, cfg, workers=2)
         next(first), next(second)  # both suspended inside their parallel sections
+        assert torch.get_num_threads() == 3
         first.close()  # a consumer that stops early, while the other still runs
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
         assert list(second)
-        assert torch.get_num_threads() == 3  # restored by the last one out
+        assert torch.get_num_threads() == 3
+        later: list[int] = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert later == [3]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_parallel_chunks_run_at_one_intra_op_thread():
+    def task() -> list[int]:
+        time.sleep(0.01)  # so that workers overlap
+        return [torch.get_num_threads()]
+
+    assert [n for items in ordered_streams([task] * 6, workers=2) for n in items] == [1] * 6
+    assert [n for items in ordered_streams([task], workers=1) for n in items] == [torch.get_num_threads()]
 
 
 def test_tau_one_accepts_fewer_steps_than_no_fidelity(model, data):

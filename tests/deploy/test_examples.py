@@ -10,7 +10,7 @@ from deploy_helpers import ROOT
 
 from rsir.sources import BENCHMARKS, SYNTHETIC
 from services.orchestrator.schemas import RunSpec
-from services.stack import demo_spec
+from services.stack_runs import demo_run
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 
@@ -38,9 +38,7 @@ def test_weak_to_strong_example_has_a_cheaper_teacher_than_its_student():
     assert teacher.name == "gru" and teacher.dim < student.dim and teacher.layers < student.layers
 
 
-def test_demo_runs_synthetic_data_unless_a_benchmark_is_at_hand(tmp_path):
-    synthetic = RunSpec.model_validate(demo_spec(None))
-    assert synthetic.dataset == "synthetic" and RunSpec.model_validate(demo_spec(tmp_path)) == synthetic
-    (tmp_path / BENCHMARKS["toys"].file).write_text("1 1 2 3\n")
-    benchmark = RunSpec.model_validate(demo_spec(tmp_path))
-    assert benchmark.dataset == "toys" and benchmark.train.time_budget is not None
+def test_the_demo_is_a_valid_run_spec_on_its_own_recipe():
+    spec = RunSpec.model_validate(demo_run("0" * 64))
+    recipe, config = spec.resolve()
+    assert (spec.name, recipe) == ("demo", "demo") and config.iterations >= 1

@@ -154,6 +154,37 @@ def test_artifacts_and_metrics(finished):
     assert "rsir_generation_shard_attempts_total 8.0" in metrics  # 6 shards, 2 of them retried once
 
 
+def assert_inside(cell: Any, box: Any, width: int) -> None:
+    """``cell`` is drawn whole inside ``box`` and the viewport (not cut off at either edge)."""
+    inner, outer = cell.bounding_box(), box.bounding_box()
+    assert inner["x"] + inner["width"] <= min(outer["x"] + outer["width"], width) + 0.5, (inner, outer)
+
+
+def overlapping_labels(page: Any, chart: str) -> list[tuple[str, str]]:
+    """Pairs of a chart's text labels whose drawn boxes intersect."""
+    boxes = page.eval_on_selector_all(f"{chart} svg text", """els => els.map(e => {
+        const b = e.getBoundingClientRect(); return [e.textContent, b.left, b.top, b.right, b.bottom]; })""")
+    return [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5 and a[2] < b[4] - 0.5 and b[2] < a[4] - 0.5]
+
+
+def assert_one_iteration_named(page: Any) -> None:
+    """Right after a stage change the run document names the new stage while the stored progress still
+    describes the previous one: the summary and the progress line must not name different iterations."""
+    state = """([stage, iteration, progress]) => {
+        run = {...run, status: "running", finished_at: null, stage, iteration, progress};
+        render();
+        return [$("#summary").textContent, $("#progress").textContent]; }"""
+    stale = {"stage": "merge", "iteration": 1, "shards": {"0": {"rows": 240, "emitted": 200, "done": True}},
+             "shard_count": 1}
+    summary, progress = page.evaluate(state, ["train_student", 2, stale])
+    assert "iteration 2 of 2" in summary and "iteration 1" not in progress + summary and "shard" not in progress
+    live = {"stage": "train_student", "iteration": 2, "role": "student", "epoch": 3, "max_epochs": 5, "loss": 1.5,
+            "valid": {"ndcg@20": 0.25}, "best_epoch": 3}
+    summary, progress = page.evaluate(state, ["train_student", 2, live])
+    assert "iteration 2 of 2" in summary and progress.startswith("student epoch 3 (at most 5)"), progress
+
+
 @pytest.mark.skipif(
     not Path(CHROMIUM).exists() and not os.environ.get("RSIR_REQUIRE_BROWSER"),
     reason=f"{CHROMIUM} missing: apt-get install -y chromium (CI sets RSIR_REQUIRE_BROWSER, so it never skips there)",
@@ -165,12 +196,17 @@ def test_dashboard_renders_the_run_in_headless_chromium(finished, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1320, "height": 900})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"{finished.http.base_url}/")
             page.wait_for_selector(f"a[href='/ui/runs/{run['id']}']")
             page.screenshot(path=str(tmp_path / "runs.png"), full_page=True)
+            row = page.locator("#runs tbody tr", has=page.locator(f"a[href='/ui/runs/{run['id']}']"))
+            selected = run["iterations"][run["selected"]]["student"]["test"]["ndcg@10"]
+            assert row.locator("td.selected").text_content() == str(run["selected"])
+            assert row.locator("td.score").text_content() == f"{selected:.4f}"  # the selected one's, not the last
+            assert_inside(row.locator("td.created"), page.locator("#runs").locator(".."), 1400)
             page.click(f"a[href='/ui/runs/{run['id']}']")
             page.wait_for_function("document.querySelectorAll('#chart-metrics circle.pt').length === 6", timeout=15000)
             points = page.eval_on_selector_all(
@@ -181,13 +217,27 @@ def test_dashboard_renders_the_run_in_headless_chromium(finished, tmp_path):
             bars = page.eval_on_selector_all("#chart-generation rect.bar", "els => els.map(e => +e.dataset.y)")
             assert len(bars) == 2 * 3 and sum(bars) == 2 * 240  # every row stopped for exactly one reason
             assert page.locator("#chart-sequences circle.pt").count() == 3
-            page.wait_for_selector("#log div")  # the event stream replayed into the page
+            page.wait_for_selector("#log div[data-type=finished]")  # the event stream replayed into the page
+            lines = page.eval_on_selector_all("#log div", "els => els.map(e => [e.textContent, e.scrollWidth <= "
+                                                          "e.clientWidth])")
+            assert all("{" not in text and fits for text, fits in lines), lines  # sentences, none cut off
+            assert any(text.endswith("run completed") for text, _ in lines), lines
+            for chart in ("metrics", "generation", "sequences", "density", "apen"):
+                assert not overlapping_labels(page, f"#chart-{chart}"), chart
+            kept = [f"{it['iteration']}→{it['iteration'] + 1}: kept {it['merge']['added']} of "
+                    f"{it['generation']['stats']['rows']} rows "
+                    f"({100 * it['merge']['added'] / it['generation']['stats']['rows']:.0f}%)"
+                    for it in run["iterations"][:2]]
+            assert all(k in page.text_content("#kept") for k in kept), page.text_content("#kept")
+            assert "only tracks length" in page.text_content("#chart-apen + p")
             assert page.locator("#iterations tbody tr").count() == 3
             extras = page.eval_on_selector_all("#iterations td.extras", "els => els.map(e => e.textContent)")
             inserted = [it["student"]["insertion_sequences"] for it in run["iterations"]]
             assert extras == ["–"] + [f"+{n} Insertion" for n in inserted[1:]]
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
+            page.wait_for_function("pending === null")  # no refresh in flight to redraw the page under the check
+            assert_one_iteration_named(page)
         finally:
             browser.close()
     assert not errors, errors

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from services.orchestrator.deps import Authorized, SettingsDep, StoreDep, field_error
 from services.orchestrator.schemas import HEX64, CheckpointView
+from services.orchestrator.store import public
 from services.orchestrator.uploads import UploadRejected, ingest_checkpoint, receive_capped
 
 router = APIRouter(prefix="/checkpoints", tags=["checkpoints"])
@@ -32,12 +33,12 @@ async def upload_checkpoint(request: Request, response: Response, store: StoreDe
         except UploadRejected as exc:
             raise field_error(422, ["body"], str(exc)) from None
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return record
+    return public(record)
 
 
 @router.get("", response_model=list[CheckpointView])
 def list_checkpoints(store: StoreDep) -> list[dict[str, Any]]:
-    return store.checkpoints.list(None)
+    return public(store.checkpoints.list(None))
 
 
 @router.get("/{sha256}", response_model=CheckpointView)
@@ -45,4 +46,4 @@ def get_checkpoint(sha256: Annotated[str, Path(pattern=HEX64.pattern)], store: S
     record = store.checkpoints.get(sha256)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no uploaded checkpoint {sha256}")
-    return record
+    return public(record)

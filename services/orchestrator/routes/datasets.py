@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from rsir.jsonio import dumps
 from services.orchestrator.deps import Authorized, SettingsDep, StoreDep, field_error
 from services.orchestrator.schemas import HEX64, DatasetView
+from services.orchestrator.store.versions import public
 from services.orchestrator.uploads import DATASET_SUFFIXES, UploadRejected, ingest_dataset, receive_capped
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -31,8 +32,10 @@ async def upload_dataset(request: Request, response: Response, store: StoreDep, 
                          ) -> dict[str, Any]:
     """Upload an interaction file as the raw request body (``curl --data-binary @file``).
 
-    It is size-capped while it streams, read and validated with the core readers, and stored under
-    its content hash: uploading the same content again returns the existing version (200).
+    It is streamed to a temporary file with a size cap (413), read back a chunk at a time and
+    structurally validated by the core in a worker thread (422 names what is wrong, a catalogue over
+    ``ORCHESTRATOR_MAX_ITEMS`` included), and stored under its content hash: uploading the same
+    content again returns the existing version (200).
     """
     suffix = FilePath(filename).suffix.lower()
     if suffix not in DATASET_SUFFIXES:
@@ -43,18 +46,18 @@ async def upload_dataset(request: Request, response: Response, store: StoreDep, 
         await receive_capped(request, path, settings.max_upload_bytes)
         try:
             record, created = await run_in_threadpool(ingest_dataset, store, path, filename,
-                                                      name or FilePath(filename).stem, k_core)
+                                                      name or FilePath(filename).stem, k_core, settings.max_items)
         except UploadRejected as exc:
             raise field_error(422, ["body"], str(exc)) from None
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return record
+    return public(record)
 
 
 @router.get("", response_model=list[DatasetView])
 def list_datasets(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict[str, Any]]:
     """Dataset versions, newest first."""
-    return store.versions.list(limit, offset)
+    return [public(record) for record in store.versions.list(limit, offset)]
 
 
 @router.get("/{version}", response_model=DatasetView)
@@ -69,4 +72,4 @@ async def get_dataset(version: Version, store: StoreDep) -> Response:
     while parent and len(ancestors) < MAX_LINEAGE:
         ancestors.append(parent)
         parent = (await store.versions.get_async(parent) or {}).get("parent")
-    return Response(dumps({**record, "ancestors": ancestors}), media_type="application/json")
+    return Response(dumps({**public(record), "ancestors": ancestors}), media_type="application/json")

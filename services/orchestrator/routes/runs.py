@@ -11,13 +11,14 @@ from fastapi.responses import Response, StreamingResponse
 
 from rsir.sources import BENCHMARKS, data_dir
 from services.orchestrator.deps import Authorized, DriverDep, SettingsDep, StoreDep, field_error
+from services.orchestrator.devices import check_devices
 from services.orchestrator.schemas import HEX64, RUN_ID, RunCreated, RunSpec, RunView
-from services.orchestrator.store import FINAL, Store
+from services.orchestrator.store import FINAL, Store, public
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[str, Path(pattern=RUN_ID, description="run id, e.g. r0123456789ab")]
 EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
-BLOCK_MS = 5000  # how long one read waits for events before a keep-alive comment
+BLOCK_MS = 2000  # how long one read waits for events before a keep-alive comment (under redis-py's 5 s read timeout)
 JSON = "application/json"
 
 
@@ -65,6 +66,7 @@ def _view(store: Store, run_id: str) -> dict[str, Any]:
 def create_run(spec: RunSpec, store: StoreDep, driver: DriverDep, settings: SettingsDep) -> RunCreated:
     """Queue a run; it starts when a driver worker is free (``ORCHESTRATOR_MAX_CONCURRENT_RUNS``)."""
     _check_inputs(spec, store, settings)
+    check_devices(spec, driver.trainer)
     run = driver.submit(spec)
     return RunCreated(id=run["id"], status=run["status"], url=f"/runs/{run['id']}", events=f"/runs/{run['id']}/events")
 
@@ -92,7 +94,7 @@ def cancel_run(run_id: RunId, store: StoreDep, driver: DriverDep) -> dict[str, A
     run = _view(store, run_id)
     if run["status"] in FINAL:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is already {run['status']}")
-    return driver.cancel(run)
+    return public(driver.cancel(run))
 
 
 @router.get("/{run_id}/events", response_class=StreamingResponse,

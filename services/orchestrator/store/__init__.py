@@ -12,7 +12,8 @@ One ``Store`` over one Redis and one object store, split by what it holds:
   content-addressed dataset versions (first writer wins, so a repeated stage never makes a second).
 - ``checkpoints`` (``checkpoints.py``): ``checkpoint:<sha256>`` and ``checkpoints``, uploaded teachers.
 
-Every key is under ``<prefix>:``.
+Every key is under ``<prefix>:``. Documents keep the storage URIs of their blobs; what the API
+serves of them is ``public`` (no ``uri`` keys).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import redis.asyncio
 from services.common.storage import ObjectStore
 from services.orchestrator.store.checkpoints import Checkpoints
 from services.orchestrator.store.events import Events
-from services.orchestrator.store.records import FINAL, STATUSES
+from services.orchestrator.store.records import FINAL, STATUSES, public
 from services.orchestrator.store.runs import Runs
 from services.orchestrator.store.versions import Versions
 
-__all__ = ["FINAL", "STATUSES", "Store"]
+__all__ = ["FINAL", "STATUSES", "Store", "public"]
 
 
 class Store:

@@ -13,6 +13,21 @@ STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
+def public(value: Any) -> Any:
+    """``value`` without its ``uri`` keys, at any depth: where a blob lies on the server (a path, a
+    bucket) is not for readers; its sha256 and the download routes are."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if k != "uri"}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    return value
+
+
+def public_json(value: Any) -> bytes:
+    """``public(value)`` as compact JSON (``value`` read from stored strict JSON: no NaN to handle)."""
+    return json.dumps(public(value), separators=(",", ":"), allow_nan=False).encode()
+
+
 def text(value: Any) -> str:
     """A Redis reply as text: this client returns bytes (redis-py types replies as bytes or str)."""
     return value.decode() if isinstance(value, bytes) else str(value)

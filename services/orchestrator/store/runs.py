@@ -7,7 +7,7 @@ import time
 from typing import Any, cast
 
 from rsir.jsonio import dumps
-from services.orchestrator.store.records import STATUSES, Records, text
+from services.orchestrator.store.records import STATUSES, Records, public_json, text
 
 
 class Runs(Records):
@@ -38,29 +38,28 @@ class Runs(Records):
                 pipe.scard(self.store.key("runs:status", status))
             return dict(zip(STATUSES, pipe.execute(), strict=True))
 
-    # -- status reads (asyncio, the stored JSON passed through) --------------------------------------
+    # -- status reads (asyncio, no model validation; storage URIs left out) ---------------------------
     async def get_json(self, run_id: str) -> bytes | None:
-        """A run's document, with ``progress`` merged in while it runs."""
+        """A run's public document, with ``progress`` merged in while it runs."""
         replies: list[bytes | None] = cast(Any, await self.store.aredis().mget([self.key(run_id),
                                                                                 self.key(run_id, "progress")]))
         raw, progress = replies
-        if raw is None or progress is None:
-            return raw
+        if raw is None:
+            return None
         run = json.loads(raw)
-        if run["status"] != "running":
-            return raw
-        run["progress"] = json.loads(progress)
-        return dumps(run).encode()
+        if progress is not None and run["status"] == "running":
+            run["progress"] = json.loads(progress)
+        return public_json(run)
 
     async def exists_async(self, run_id: str) -> bool:
         return bool(await self.store.aredis().exists(self.key(run_id)))
 
     async def list_json(self, limit: int, offset: int) -> bytes:
-        """A JSON array of run documents, newest first."""
+        """A JSON array of public run documents, newest first."""
         client = self.store.aredis()
         ids = await client.zrevrange(self.store.key(self.index), offset, offset + limit - 1)
         docs: list[bytes | None] = cast(Any, await client.mget([self.key(text(i)) for i in ids])) if ids else []
-        return b"[" + b",".join(d for d in docs if d is not None) + b"]"
+        return public_json([json.loads(d) for d in docs if d is not None])
 
     # -- progress of the stage in flight -------------------------------------------------------------
     def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:

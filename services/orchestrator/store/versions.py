@@ -12,6 +12,12 @@ from services.common.artifacts import DatasetRef, fetch_dataset
 from services.orchestrator.store.records import Records
 
 
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """A version record as the API shows it: without the storage URIs (``file:///…`` paths, bucket
+    keys) that it keeps for the services, at any depth (a teacher checkpoint's included)."""
+    return {k: public(v) if isinstance(v, dict) else v for k, v in record.items() if k != "uri"}
+
+
 class Versions(Records):
     kind, index = "dataset", "datasets"
 
