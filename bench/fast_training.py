@@ -10,7 +10,9 @@ with the baseline on the same users and seed (paired t-test and Wilcoxon on Reca
 per seed and pooled. A finished (arm, seed) is reused, so an interrupted sweep resumes.
 
 Usage: ``python bench/fast_training.py --arms before@74d39ca: after: --seeds 0 1 2 --threads 1``
-(needs ``RSIR_DATA_DIR`` or ``--data-dir``) → ``bench/results/fast-training-<data>.json``.
+(needs ``RSIR_DATA_DIR`` or ``--data-dir``) → ``bench/results/fast-training-<data>.json``; one
+epoch of another backbone: ``--arms "before-hstu@74d39ca:name='hstu',max_epochs=1"
+"after-hstu:name='hstu',max_epochs=1" --seeds 0 --out bench/results/fast-training-epoch-hstu.json``.
 """
 
 from __future__ import annotations
@@ -48,12 +50,12 @@ def parse_arm(text: str) -> tuple[str, str | None, dict[str, Any]]:
 
 def tree(rev: str) -> Path:
     """The library at git revision ``rev``, unpacked once under bench/cache/trees."""
-    commit = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, check=True, capture_output=True,
+    commit = subprocess.run(["git", "rev-parse", rev], cwd=ROOT.parent, check=True, capture_output=True,
                             text=True).stdout.strip()
     where = ROOT / "cache" / "trees" / commit[:12]
     if not (where / "rsir").is_dir():
         where.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", commit, "rsir"], cwd=ROOT, check=True, capture_output=True).stdout
+        archive = subprocess.run(["git", "archive", commit, "rsir"], cwd=ROOT.parent, check=True, capture_output=True).stdout
         tar_path = where / "rsir.tar"
         tar_path.write_bytes(archive)
         with tarfile.open(tar_path) as tar:
@@ -75,8 +77,9 @@ def worker(job: dict[str, Any]) -> None:
         torch.set_num_threads(job["threads"])
     model_config, train_config = from_dict(ModelConfig, job["model"]), from_dict(TrainConfig, job["train"])
     dataset = load_dataset(job["data"], job["data_dir"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = train(dataset, model_config, train_config, progress=False)
+    cpu_seconds = time.process_time() - cpu  # every thread of this process: the work, whatever the machine's load
     test = evaluate(result.model, dataset, "test")
     np.save(job["ranks"], test.ranks)
     history = [{"epoch": r.epoch, "loss": r.loss, "valid_ndcg@20": r.valid["ndcg@20"], "seconds": r.seconds}
@@ -85,7 +88,8 @@ def worker(job: dict[str, Any]) -> None:
         "model_config": asdict(model_config), "train_config": asdict(train_config),
         "best_epoch": result.best_epoch, "epochs": result.epochs, "stopped_by": result.stopped_by,
         "seconds": result.seconds, "seconds_to_best": sum(h["seconds"] for h in history[:result.best_epoch]),
-        "seconds_per_epoch": result.seconds / max(result.epochs, 1), "total_seconds": time.perf_counter() - start,
+        "seconds_per_epoch": result.seconds / max(result.epochs, 1), "cpu_seconds": cpu_seconds,
+        "cpu_seconds_per_epoch": cpu_seconds / max(result.epochs, 1), "total_seconds": time.perf_counter() - start,
         "peak_memory_mb": peak_memory_mb(), "valid": result.valid, "test": test.metrics(), "history": history,
         "library": str(Path(sys.modules["rsir"].__file__ or "").parent), "machine": machine(),
         "date": time.strftime("%Y-%m-%d")})
