@@ -55,7 +55,8 @@ def tree(rev: str) -> Path:
     where = ROOT / "cache" / "trees" / commit[:12]
     if not (where / "rsir").is_dir():
         where.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", commit, "rsir"], cwd=ROOT.parent, check=True, capture_output=True).stdout
+        archive = subprocess.run(["git", "archive", commit, "rsir"], cwd=ROOT.parent, check=True,
+                                 capture_output=True).stdout
         tar_path = where / "rsir.tar"
         tar_path.write_bytes(archive)
         with tarfile.open(tar_path) as tar:

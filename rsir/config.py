@@ -201,6 +201,8 @@ class TrainConfig:
     weight_decay: float = setting(0.0, ge=0, help="Adam weight decay")
     max_epochs: int = setting(200, ge=1, le=100_000, help="most epochs")
     patience: int = setting(10, ge=1, le=100_000, help="epochs without a better validation NDCG@20 before stopping")
+    min_delta: float = setting(0.0, ge=0, lt=1, help="relative rise of validation NDCG@20 that restarts patience "
+                                                     "(0: any rise); the best epoch is kept whatever its margin")
     time_budget: float | None = setting(None, gt=0, help="seconds of training; the best model so far is kept")
     seed: int = setting(0, help="seed of initialisation, batching and sampling")
     device: str = setting("auto", pattern=r"auto|cpu|cuda(:[0-9]+)?",

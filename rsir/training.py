@@ -3,8 +3,10 @@
 Batches are random samples of sequences, packed end to end (``rsir.batching``) so that neither
 the encoder nor the loss spends compute on padding: only real positions are scored against the
 catalogue.
-Training stops on validation NDCG@20 with patience, at ``max_epochs``, at the time budget, or when
-``should_stop`` says so (checked every batch); the best model on validation is returned. With
+Training stops on validation NDCG@20 with patience (counted from the last rise of at least
+``min_delta``, relative; the best epoch is kept whatever its margin), at ``max_epochs``, at the
+time budget, or when ``should_stop`` says so (checked every batch); the best model on validation
+is returned. With
 ``TrainConfig.finetune_real`` a second stage continues on the real sequences alone
 (:func:`finetune_real`).
 """
@@ -174,6 +176,7 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
 
     start = time.perf_counter()
     best_metric, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
+    progress_metric, progress_epoch = -math.inf, 0  # what patience counts from (``min_delta``)
     history: list[EpochReport] = []
     stopped_by = "max_epochs"
     # counts to where early stopping would end if validation stopped improving now: an honest ETA
@@ -205,13 +208,15 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
             break
         valid = evaluate(model, dataset, "valid", batch_size=config.eval_batch_size, device=device).metrics()
         improved = valid[STOP_METRIC] > best_metric
+        if valid[STOP_METRIC] > progress_metric * (1 + config.min_delta):
+            progress_metric, progress_epoch = valid[STOP_METRIC], epoch
         if improved:
             best_metric, best_epoch, best_valid = valid[STOP_METRIC], epoch, valid
             best_state = copy.deepcopy(model.state_dict())
         report = EpochReport(epoch, total / max(count, 1), valid, time.perf_counter() - epoch_start,
                              best_epoch, improved)
         history.append(report)
-        bar.total = min(config.max_epochs, best_epoch + config.patience)
+        bar.total = min(config.max_epochs, progress_epoch + config.patience)
         bar.set_postfix(loss=f"{report.loss:.4f}", ndcg20=f"{valid[STOP_METRIC]:.4f}", best=best_epoch,
                         s_per_epoch=f"{report.seconds:.1f}", refresh=False)
         bar.update()
@@ -221,7 +226,7 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
             on_epoch(report)
         if stopped_by == "time_budget":
             break
-        if epoch - best_epoch >= config.patience:
+        if epoch - progress_epoch >= config.patience:
             stopped_by = "patience"
             break
     bar.close()

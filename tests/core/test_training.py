@@ -49,6 +49,15 @@ def test_patience_stops_training(tiny_dataset):
     assert 0 < result.seconds_to_best == pytest.approx(best) and best < sum(r.seconds for r in result.history)
 
 
+def test_min_delta_stops_on_a_plateau_and_keeps_the_best_epoch(small_dataset):
+    config = TrainConfig(max_epochs=30, patience=2, lr=3e-3)
+    plain = train(small_dataset, SMALL, config, progress=False)
+    strict = train(small_dataset, SMALL, replace(config, min_delta=0.5), progress=False)
+    assert strict.epochs < plain.epochs and strict.stopped_by == "patience"
+    assert [r.valid for r in strict.history] == [r.valid for r in plain.history[:strict.epochs]]
+    assert strict.valid["ndcg@20"] == max(r.valid["ndcg@20"] for r in strict.history)
+
+
 def test_cancellation_stops_within_one_batch(small_dataset):
     calls = []
 
