@@ -2,15 +2,19 @@
 produce the same dataset versions and the same test metrics, hash for hash, from one configuration.
 The configuration exercises every piece of shared semantics at once: a real-data stage for the
 students, the "student after a real-data stage" teacher, Insertion beside the synthetic data,
-selection on validation and the paired test."""
+selection on validation and the paired test. All three run at one torch thread, as the test stack's
+services do (``services.testing.stack``): the order in which bf16 products are summed, and so the
+last bits of a model, depend on the thread count."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 
+import torch
 from orchestrator_helpers import ROOT
 
 from rsir.cli import main
@@ -47,12 +51,18 @@ def test_cli_service_and_bench_agree_hash_for_hash(client, tmp_path):
     created = client.post("/runs", json=spec.model_dump(mode="json", exclude_none=True))
     assert created.status_code == 201, created.text
 
-    assert main(["run", "--data", "synthetic", "--recipe", str(recipe), "--out", str(tmp_path / "cli"), "-q"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["run", "--data", "synthetic", "--recipe", str(recipe), "--out", str(tmp_path / "cli"), "-q"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     cli = json.loads((tmp_path / "cli" / "report.json").read_text())
 
     bench = subprocess.run([sys.executable, str(ROOT / "bench" / "rsir_table.py"), "--datasets", "synthetic",
                             "--seeds", "3", "--recipe", str(recipe), "--tag", "one-loop", "--out",
-                            str(tmp_path / "bench")], capture_output=True, text=True, timeout=600)
+                            str(tmp_path / "bench")], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert bench.returncode == 0, bench.stderr[-3000:]
     rows = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "bench").glob("*.json")}
 
