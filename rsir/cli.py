@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.errors import RsirError
@@ -28,6 +28,9 @@ from rsir.flags import (
 )
 from rsir.jsonio import write as write_json
 
+if TYPE_CHECKING:
+    from rsir.distributed import World
+
 
 def _table(rows: dict[str, dict[str, float]]) -> str:
     metrics = list(next(iter(rows.values())))
@@ -39,6 +42,37 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rsir import distributed
+
+    device = config_from_args(args, TrainConfig).device
+    if args.nproc > 1 and not distributed.launched():
+        distributed.check_devices(device, args.nproc)
+        return _launch(args.nproc, args.argv)
+    world = distributed.init_from_env(device)
+    try:
+        return _train(args, world)
+    finally:
+        distributed.shutdown()
+
+
+def _launch(nproc: int, argv: list[str]) -> int:
+    """``rsir train --nproc N``: the same command as N processes on this machine, through torchrun's
+    launcher (a free rendezvous port on loopback); each finds its rank in the environment."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    own = [i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc=")]
+    drop = {i + k for i in own for k in range(1 if "=" in argv[i] else 2)}  # torchrun would read it as its own
+    script = [a for i, a in enumerate(argv) if i not in drop]
+    try:
+        run(get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "rsir.cli", *script]))
+    except ChildFailedError as exc:
+        sys.stderr.write(f"rsir: error: a training process failed: {exc}\n")
+        return 1
+    return 0
+
+
+def _train(args: argparse.Namespace, world: World | None) -> int:
     from rsir.checkpoint import save_checkpoint
     from rsir.evaluation import evaluate
     from rsir.resources import resolve_device
@@ -48,7 +82,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_config, train_config = config_from_args(args, ModelConfig), config_from_args(args, TrainConfig)
     dataset = load_dataset(args.data, args.data_dir, k_core=args.k_core)
     result = train(dataset, model_config, train_config, progress=not args.quiet)
-    test = evaluate(result.model, dataset, "test", device=resolve_device(train_config.device)).metrics()
+    device = resolve_device(train_config.device) if world is None else world.device
+    test = evaluate(result.model, dataset, "test", device=device, world=world).metrics()
+    if world is not None and not world.is_main:
+        return 0
     stem = args.out / f"{dataset.name or 'data'}-{model_config.name}-seed{train_config.seed}"
     save_checkpoint(stem.with_suffix(".pt"), result.model, train_config, dataset.version,
                     {"valid": result.valid, "test": test})
@@ -58,7 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "stopped_by": result.stopped_by, "seconds": result.seconds, "seconds_to_best": result.seconds_to_best,
         "seconds_per_epoch": result.seconds_per_epoch,
         "peak_memory_mb": result.peak_memory_mb, "finetune_kept": result.finetune_kept,
-        "insertion_sequences": result.insertion_sequences, "valid": result.valid,
+        "insertion_sequences": result.insertion_sequences, "world_size": 1 if world is None else world.size,
+        "valid": result.valid,
         "test": test, "checkpoint": str(stem.with_suffix(".pt")),
     })
     sys.stdout.write(f"{dataset!r}\n{model_config.name}: best epoch {result.best_epoch} of {result.epochs} "
@@ -243,6 +281,9 @@ def build_parser(extra: Callable[[Any], None] | None = None) -> argparse.Argumen
     add_config_flags(p, TrainConfig)
     p.add_argument("--out", type=Path, default=Path("runs"), help="where the JSON and checkpoint go")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine, one per GPU on CUDA (launched with torchrun; "
+                        "for several machines run torchrun yourself, docs/distributed.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("run", help="the RSIR loop: base model, then K generate-and-retrain iterations",
@@ -313,6 +354,7 @@ def main(argv: Sequence[str] | None = None, extra: Callable[[Any], None] | None 
         sys.stderr.write(f"rsir: error: {exc}\n")
         return 2
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.command == "run":
         args.given = given_flags(argv[argv.index("run") + 1:])
     if "data" in vars(args) and args.data is None:

@@ -182,6 +182,10 @@ class ModelConfig:
     crop_ratio: float = setting(0.6, ge=0, le=1, help="CL4SRec: fraction of a sequence the crop keeps")
     mask_ratio: float = setting(0.3, ge=0, le=1, help="CL4SRec: fraction of items the mask hides")
     reorder_ratio: float = setting(0.6, ge=0, le=1, help="CL4SRec: fraction of a sequence the reorder shuffles")
+    bsarec_alpha: float = setting(0.7, ge=0, le=1, help="BSARec: weight of the frequency-domain inductive bias "
+                                                        "against self-attention (0: SASRec layers)")
+    bsarec_c: int = setting(5, ge=1, le=8192, help="BSARec: low-pass cut-off; real-FFT bins 0..c//2 of the "
+                                                  "max_len window pass unscaled")
 
     def __post_init__(self) -> None:
         check(self)
@@ -192,8 +196,9 @@ class ModelConfig:
 class TrainConfig:
     """How a model is fitted: loss, optimiser, stopping rule, budget and seed."""
 
-    loss: str = setting("ce", choices=("ce", "sampled"),
-                        help="ce: full softmax over every item; sampled: sampled softmax")
+    loss: str = setting("auto", choices=("auto", "ce", "sampled"),
+                        help="ce: full softmax over every item; sampled: sampled softmax; auto: ce while a "
+                             "batch's logits fit rsir.losses.FULL_SOFTMAX_BUDGET_BYTES, else sampled (logged)")
     negatives: int = setting(256, ge=1, le=1_000_000,
                              help="sampled softmax: uniform negatives per sequence, excluding its items")
     batch_size: int = setting(256, ge=1, le=1_000_000, help="sequences per step")

@@ -57,11 +57,19 @@ class Ragged:
 
     @classmethod
     def from_list(cls, rows: Sequence[np.ndarray]) -> Ragged:
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         values = integer_ids(np.concatenate(rows), "sequences") if len(rows) else np.zeros(0, np.int64)
         return cls(offsets, values)
+
+    def take(self, index: np.ndarray) -> Ragged:
+        """Rows ``index`` [n], in that order."""
+        lengths = self.lengths[index]
+        offsets = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return Ragged(offsets, self.values[np.repeat(self.offsets[:-1][index] - offsets[:-1], lengths)
+                                           + np.arange(offsets[-1])])
 
     def tails(self, drop_last: int | np.ndarray, keep: int | np.ndarray) -> Ragged:
         """Each row without its last ``drop_last`` items, cut to its most recent ``keep`` items
@@ -150,12 +158,12 @@ class SequenceDataset:
                   else read_sequences(path, num_items=num_items, max_items=max_items))
         return cls.from_parsed(parsed, path.stem if name is None else name)
 
-    def with_synthetic(self, sequences: Sequence[np.ndarray], name: str | None = None) -> SequenceDataset:
+    def with_synthetic(self, sequences: Sequence[np.ndarray] | Ragged, name: str | None = None) -> SequenceDataset:
         """D ∪ D': append training-only pseudo-users; the real users and their splits are unchanged."""
         if not len(sequences):
             return self if name is None else SequenceDataset(
                 self.num_items, self.users, self.offsets, self.items, self.num_real, name)
-        extra = Ragged.from_list(list(sequences))
+        extra = sequences if isinstance(sequences, Ragged) else Ragged.from_list(list(sequences))
         first = int(self.users.max(initial=0)) + 1
         return SequenceDataset(
             self.num_items,
@@ -218,11 +226,14 @@ class SequenceDataset:
     def to_bytes(self) -> bytes:
         """A lossless, pickle-free ``.npz`` image (the format of stored dataset versions)."""
         buffer = io.BytesIO()
+        self._write(buffer)
+        return buffer.getvalue()
+
+    def _write(self, target: BinaryIO) -> None:
         meta = json.dumps({"format": _FORMAT, "num_items": self.num_items, "num_real": self.num_real,
                            "name": self.name, "version": self.version})
-        np.savez_compressed(buffer, users=self.users, offsets=self.offsets, items=self.items,
+        np.savez_compressed(target, users=self.users, offsets=self.offsets, items=self.items,
                             meta=np.frombuffer(meta.encode(), dtype=np.uint8))
-        return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, payload: bytes, expect_version: str | None = None,
@@ -270,7 +281,8 @@ class SequenceDataset:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(self.to_bytes())
+        with tmp.open("wb") as target:  # streamed: no image of the file in memory
+            self._write(target)
         tmp.replace(path)
 
     @classmethod

@@ -4,6 +4,12 @@ Every user's held-out item is ranked against the whole catalogue (no sampled can
 user's earlier items are masked out of the ranking by default, as the RSIR authors do; it is a
 switch. Only the 0-based rank of each target is kept: it gives NDCG@K and Recall@K for any K,
 per user, which is what a paired test between two models needs.
+
+In a data-parallel job (``rsir.distributed``) the users are sharded over the ranks: each scores
+every N-th batch of users against the catalogue and the per-user ranks are summed over ranks (each
+user is ranked by exactly one), so no process scores every user and every rank ends with the same
+ranks, hence the same metrics and early-stopping decisions, without a broadcast. A batch holds
+the same users as in one process, so the ranks are the one-process ranks.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import torch
 from scipy import stats
 
 from rsir.datasets import EvalSplit, SequenceDataset
+from rsir.distributed import World
 from rsir.models import SequentialRecommender
-from rsir.scoring import CatalogueScorer, count_above
+from rsir.scoring import CatalogueScorer, count_above, rank_block
 
 KS = (5, 10, 20)
 METRICS = tuple(f"{name}@{k}" for name in ("ndcg", "recall") for k in KS)
@@ -44,17 +51,22 @@ class EvalResult:
 
 @torch.no_grad()
 def rank_targets(model: SequentialRecommender, split: EvalSplit, mask_history: bool = True,
-                 batch_size: int = 1024, device: torch.device | str = "cpu") -> np.ndarray:
+                 batch_size: int = 1024, device: torch.device | str = "cpu",
+                 world: World | None = None) -> np.ndarray:
     """0-based rank [U] of every target among all items (history masked when asked).
 
-    Users are processed in order of context length so that a batch carries almost no padding.
+    Users are processed in order of context length so that a batch carries almost no padding, and
+    in blocks of at most ``batch_size`` whose scores stay within ``rsir.scoring.rank_block``'s cap.
+    With ``world``, this rank scores its share of the batches and all ranks get every rank.
     """
+    batch_size = rank_block(model.num_items, batch_size)
     was_training = model.training
     model.eval()
     order = np.argsort(split.inputs.lengths, kind="stable")
-    ranks = np.empty(len(order), dtype=np.int64)
+    rank, size = (0, 1) if world is None else (world.rank, world.size)
+    ranks = (np.empty if world is None else np.zeros)(len(order), dtype=np.int64)
     score = CatalogueScorer(model, batch_size)
-    for start in range(0, len(order), batch_size):
+    for start in range(rank * batch_size, len(order), size * batch_size):
         index = order[start:start + batch_size]
         items, lengths = split.inputs.padded(index)
         items_t = torch.from_numpy(items).to(device)
@@ -69,15 +81,15 @@ def rank_targets(model: SequentialRecommender, split: EvalSplit, mask_history: b
             scores.scatter_(1, hist_t, float("-inf"))  # padding id 0 is -inf already
         ranks[index] = count_above(scores, rows, target_scores).cpu().numpy()
     model.train(was_training)
-    return ranks
+    return ranks if world is None else world.sum(ranks)
 
 
 def evaluate(model: SequentialRecommender, dataset: SequenceDataset, split: str = "test",
              mask_history: bool = True, batch_size: int = 1024,
-             device: torch.device | str = "cpu") -> EvalResult:
+             device: torch.device | str = "cpu", world: World | None = None) -> EvalResult:
     """Rank every real user's validation or test item; see the module docstring."""
     view = dataset.evaluation(split, model.config.max_len)
-    return EvalResult(rank_targets(model, view, mask_history, batch_size, device))
+    return EvalResult(rank_targets(model, view, mask_history, batch_size, device, world))
 
 
 def paired_test(base: EvalResult, other: EvalResult, metric: str = "recall@10") -> dict[str, float]:

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from rsir.config import GenerationConfig
 from rsir.datasets import Ragged, SequenceDataset
+from rsir.dedup import first_new
 from rsir.errors import ConfigError
 from rsir.models import SequentialRecommender
 from rsir.parallel import one_intra_op_thread, ordered_streams
@@ -91,11 +92,7 @@ def source_sequences(dataset: SequenceDataset, config: GenerationConfig, max_len
     if config.sources == "real":
         keep &= ~synthetic
     index = np.flatnonzero(keep)
-    lengths = train.lengths[index]
-    offsets = np.zeros(len(index) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    gather = np.repeat(train.offsets[index] - offsets[:-1], lengths) + np.arange(offsets[-1])
-    return Ragged(offsets, train.values[gather]), index
+    return train.take(index), index
 
 
 def _regroup(keys: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -244,7 +241,7 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
         score = CatalogueScorer.fastest(model, score_block(model.num_items))  # shared by every chunk
 
     def decode(part: np.ndarray) -> Iterator[GeneratedBatch]:  # batches carry the chunk's own statistics
-        sub = Ragged.from_list([src.row(i) for i in part])
+        sub = src.take(part)
         return _generate_chunk(model, score, sub, src_index[part], config, GenerationStats(), device, should_stop)
 
     totals = GenerationStats()
@@ -263,20 +260,19 @@ def generate(model: SequentialRecommender, dataset: SequenceDataset, config: Gen
 def merge_generated(dataset: SequenceDataset, batches: Iterable[GeneratedBatch],
                     dedup: bool = True, name: str | None = None) -> tuple[SequenceDataset, dict[str, int]]:
     """D_{k+1} = D_k ∪ D': order by row id (so shards merge deterministically), drop duplicates of
-    each other and of D_k's sequences, and append the rest as synthetic users."""
-    pairs = sorted(((int(r), s) for b in batches for r, s in zip(b.row_ids, b.sequences, strict=True)),
-                   key=lambda p: p[0])
-    seen: set[bytes] = set()
+    each other and of D_k's sequences and training views (``rsir.dedup``, exact, linear), and append
+    the rest as synthetic users."""
+    ids, sequences = [], []
+    for batch in batches:
+        ids.append(batch.row_ids)
+        sequences.extend(batch.sequences)
+    order = np.argsort(np.concatenate(ids), kind="stable") if ids else np.zeros(0, dtype=np.int64)
+    generated = Ragged.from_list(sequences).take(order)
+    del sequences
+    keep = np.ones(len(generated), dtype=bool)
     if dedup:
-        train, _ = dataset.training(dataset.sequences.lengths.max(initial=1))
-        seen = {s.tobytes() for s in dataset.sequences.to_list()} | {s.tobytes() for s in train.to_list()}
-    kept, duplicates = [], 0
-    for _, seq in pairs:
-        key = seq.astype(np.int64).tobytes()
-        if dedup and key in seen:
-            duplicates += 1
-            continue
-        seen.add(key)
-        kept.append(seq)
+        real = np.arange(len(dataset)) < dataset.num_real  # training views: real rows without their last 2
+        keep = first_new(dataset.sequences, [0, np.where(real, 2, 0)], generated)
+    kept = generated if keep.all() else generated.take(np.flatnonzero(keep))
     merged = dataset.with_synthetic(kept, name=name)
-    return merged, {"generated": len(pairs), "duplicates": duplicates, "added": len(kept)}
+    return merged, {"generated": len(generated), "duplicates": int((~keep).sum()), "added": len(kept)}

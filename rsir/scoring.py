@@ -20,6 +20,7 @@ from rsir.models import SequentialRecommender
 
 PRODUCTS = ("packed", "mm", "plain")  # ways CatalogueScorer computes the scores, all bit for bit equal
 SCORE_BLOCK_ELEMENTS = 1 << 22  # scores held at once (16 MiB): few calls per step, and bounded for any catalogue
+RANK_BLOCK_ELEMENTS = 1 << 26  # evaluation: scores of the users ranked at once (256 MiB), whatever the catalogue
 
 
 def sample(values: Tensor, items: Tensor, u: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
@@ -66,6 +67,12 @@ def score_block(num_items: int) -> int:
     """The most contexts scored at once (256 on beauty): the block stays bounded for any catalogue,
     and ``CatalogueScorer.fastest`` may pick a smaller one."""
     return max(8, min(256, SCORE_BLOCK_ELEMENTS // (num_items + 1)))
+
+
+def rank_block(num_items: int, batch_size: int) -> int:
+    """The most users evaluation ranks at once: ``batch_size``, fewer where their [b, V+1] scores would
+    pass ``RANK_BLOCK_ELEMENTS`` (1024 up to 65k items, 55 at 1.2M), 8 at least."""
+    return max(8, min(batch_size, RANK_BLOCK_ELEMENTS // (num_items + 1)))
 
 
 class CatalogueScorer:

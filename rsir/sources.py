@@ -70,9 +70,7 @@ def load_benchmark(name: str, data_dir_: str | Path | None = None) -> SequenceDa
     if not path.is_file():
         raise DataError(f"benchmark {name!r} not found; fetch it with `rsir data download {name} "
                         f"--data-dir {root}`", path)
-    parsed = read_sequences(path)
-    return SequenceDataset.from_sequences(parsed.sequences, num_items=parsed.num_items,
-                                          users=parsed.users, name=name)
+    return SequenceDataset.from_parsed(read_sequences(path), name)
 
 
 def sha256_file(path: Path) -> str:

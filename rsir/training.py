@@ -9,6 +9,13 @@ time budget, or when ``should_stop`` says so (checked every batch); the best mod
 is returned. With
 ``TrainConfig.finetune_real`` a second stage continues on the real sequences alone
 (:func:`finetune_real`).
+
+Inside a ``torch.distributed`` group of N processes (``rsir.distributed``) the same loop is data
+parallel: every rank draws the same batch order, computes the loss of its share of each global
+batch, DDP averages the gradients, and validation is sharded over the ranks; see
+:func:`_shard_loss` for why the result is the one-process step at the same global batch. Every
+rank then takes the same stopping decisions, calls ``on_epoch`` with the same report (its own
+``seconds``) and returns the same model; only rank 0 shows progress.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from rsir.augmentation import stack_insertion
 from rsir.batching import packed_batch, padded_batch, random_batches
 from rsir.config import ModelConfig, TrainConfig
 from rsir.datasets import Ragged, SequenceDataset
+from rsir.distributed import World, current
 from rsir.errors import DataError
 from rsir.evaluation import evaluate
 from rsir.losses import next_item_loss
@@ -83,6 +92,66 @@ def _auxiliary_inputs(sequences: Ragged, index: np.ndarray, device: torch.device
     items, lengths = sequences.padded(index)
     items[np.arange(len(index)), lengths - 1] = 0
     return torch.from_numpy(items[:, :-1]).to(device), torch.from_numpy(lengths - 1).to(device)
+
+
+def _inputs(model: SequentialRecommender, sequences: Ragged, chosen: np.ndarray, max_len: int,
+            device: torch.device) -> dict[str, Tensor]:
+    """The training batch of sequences ``chosen``: packed where the backbone attends by segment."""
+    batch = (packed_batch(sequences, chosen, max_len) if model.supports_segments
+             else padded_batch(sequences, chosen))
+    return {k: torch.from_numpy(v).to(device) for k, v in vars(batch).items()}
+
+
+class _Objective(torch.nn.Module):
+    """A model and its training loss as one module: DDP must see the whole step as its forward,
+    because the loss also reads the item table outside the model's own forward."""
+
+    def __init__(self, model: SequentialRecommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, Tensor], weights: Tensor, config: TrainConfig, dtype: torch.dtype,
+                scale: float, auxiliary: tuple[Tensor, Tensor] | None, auxiliary_scale: float) -> Tensor:
+        loss = next_item_loss(self.model, batch, weights, config, dtype) * scale
+        if auxiliary is not None:
+            loss = loss + self.model.auxiliary_loss(*auxiliary) * auxiliary_scale
+        return loss
+
+
+def _shard_loss(replica: DistributedDataParallel, world: World, sequences: Ragged, rows: np.ndarray,
+                index: np.ndarray, seq_weight: np.ndarray, config: TrainConfig, max_len: int,
+                dtype: torch.dtype, device: torch.device) -> Tensor:
+    """This rank's loss on its share of the global batch ``index``, scaled so that DDP's mean of
+    the ranks' gradients is the gradient of the one-process loss on the whole batch.
+
+    That loss is the weighted mean over every scored position of the global batch, sum_r S_r / W,
+    with S_r a rank's weighted sum and W the global weight (each sequence's weight times its
+    positions). Packed shares hold different numbers of positions, so a rank's own mean S_r / W_r
+    is scaled by N · W_r / W: known on every rank from the shared batch order, no communication.
+    A share left empty by a small last batch scores one sequence at scale 0, so that every rank
+    still takes part in the gradient all-reduce. A sequence-level auxiliary loss (a mean over
+    sequences) is scaled by N · B_r / B; a contrastive one sees only its own rank's sequences.
+    """
+    model = replica.module.model
+    local = world.shard(index)
+    positions = (sequences.lengths[rows[index]] - 1) * seq_weight[index].astype(np.float64)
+    scale = world.size * float(world.shard(positions).sum()) / float(positions.sum())
+    auxiliary_scale = world.size * len(local) / len(index)
+    if len(local) == 0:
+        local = index[:1]
+    tensors = _inputs(model, sequences, rows[local], max_len, device)
+    auxiliary = _auxiliary_inputs(sequences, rows[local], device) if model.has_auxiliary_loss else None
+    return replica(tensors, torch.from_numpy(seq_weight[local]).to(device), config, dtype, scale, auxiliary,
+                   auxiliary_scale)
+
+
+def _stop_reason(should_stop: Callable[[], bool] | None, config: TrainConfig, start: float,
+                 world: World | None) -> str | None:
+    """Why training must stop before the next batch, if it must; in a group the ranks agree (a
+    cancellation or a time budget seen by one rank stops all of them at the same batch)."""
+    code = 2 if should_stop is not None and should_stop() else int(
+        config.time_budget is not None and time.perf_counter() - start > config.time_budget)
+    return (None, "time_budget", "cancelled")[code if world is None else world.agree(code)]
 
 
 def train(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfig, *,
@@ -160,11 +229,18 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
     """One stage: Adam on ``dataset`` from ``model`` (or a fresh one) until a stopping rule fires."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    device = resolve_device(config.device)
+    world = current()
+    device = resolve_device(config.device) if world is None else world.device
     dtype = compute_dtype(config.precision, device)
     if model is None:
         model = build_model(model_config, dataset.num_items)
     model.to(device)
+    replica = None
+    if world is not None:  # rank 0's weights are broadcast; dropout and negatives differ per rank
+        replica = DistributedDataParallel(_Objective(model), device_ids=[device.index] if device.type == "cuda"
+                                          else None)
+        torch.manual_seed(config.seed + world.rank)
+    main = world is None or world.is_main
     # the fused kernel: one pass over all parameters, 4-7× cheaper per step than the per-tensor loop on a CPU
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     sequences, synthetic = dataset.training(model_config.max_len)
@@ -181,32 +257,35 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
     stopped_by = "max_epochs"
     # counts to where early stopping would end if validation stopped improving now: an honest ETA
     bar = tqdm(total=min(config.max_epochs, config.patience), desc=f"train {model_config.name}", unit="epoch",
-               disable=not progress, dynamic_ncols=True)
+               disable=not (progress and main), dynamic_ncols=True)
     for epoch in range(1, config.max_epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         total, count = 0.0, 0
         for index in random_batches(len(rows), config.batch_size, rng):
-            if should_stop is not None and should_stop():
-                stopped_by = "cancelled"
+            if (reason := _stop_reason(should_stop, config, start, world)) is not None:
+                stopped_by = reason
                 break
-            if config.time_budget is not None and time.perf_counter() - start > config.time_budget:
-                stopped_by = "time_budget"
-                break
-            batch = (packed_batch(sequences, rows[index], model_config.max_len) if model.supports_segments
-                     else padded_batch(sequences, rows[index]))
-            tensors = {k: torch.from_numpy(v).to(device) for k, v in vars(batch).items()}
-            loss = next_item_loss(model, tensors, torch.from_numpy(seq_weight[index]).to(device), config, dtype)
-            if model.has_auxiliary_loss:
-                loss = loss + model.auxiliary_loss(*_auxiliary_inputs(sequences, rows[index], device))
+            if replica is None:
+                tensors = _inputs(model, sequences, rows[index], model_config.max_len, device)
+                loss = next_item_loss(model, tensors, torch.from_numpy(seq_weight[index]).to(device), config, dtype)
+                if model.has_auxiliary_loss:
+                    loss = loss + model.auxiliary_loss(*_auxiliary_inputs(sequences, rows[index], device))
+            else:
+                assert world is not None
+                loss = _shard_loss(replica, world, sequences, rows, index, seq_weight, config, model_config.max_len,
+                                   dtype, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(index)
             count += len(index)
+        if world is not None:  # each rank's loss is its share times N: the batch loss is their mean
+            total = float(world.sum(np.array([total]))[0]) / world.size
         if stopped_by == "cancelled" or (stopped_by == "time_budget" and best_state is not None):
             break
-        valid = evaluate(model, dataset, "valid", batch_size=config.eval_batch_size, device=device).metrics()
+        valid = evaluate(model, dataset, "valid", batch_size=config.eval_batch_size, device=device,
+                         world=world).metrics()
         improved = valid[STOP_METRIC] > best_metric
         if valid[STOP_METRIC] > progress_metric * (1 + config.min_delta):
             progress_metric, progress_epoch = valid[STOP_METRIC], epoch
@@ -220,8 +299,9 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
         bar.set_postfix(loss=f"{report.loss:.4f}", ndcg20=f"{valid[STOP_METRIC]:.4f}", best=best_epoch,
                         s_per_epoch=f"{report.seconds:.1f}", refresh=False)
         bar.update()
-        logger.info("epoch %d loss %.4f valid %s %.4f (best epoch %d)", epoch, report.loss, STOP_METRIC,
-                    valid[STOP_METRIC], best_epoch)
+        if main:
+            logger.info("epoch %d loss %.4f valid %s %.4f (best epoch %d)", epoch, report.loss, STOP_METRIC,
+                        valid[STOP_METRIC], best_epoch)
         if on_epoch is not None:
             on_epoch(report)
         if stopped_by == "time_budget":

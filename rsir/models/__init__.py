@@ -5,6 +5,7 @@ from __future__ import annotations
 from rsir.config import ModelConfig
 from rsir.errors import ConfigError
 from rsir.models.base import DecodeCache, SequentialRecommender
+from rsir.models.bsarec import BSARec
 from rsir.models.cl4srec import CL4SRec
 from rsir.models.gru4rec import GRU4Rec
 from rsir.models.hstu import HSTU
@@ -14,6 +15,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "sasrec": SASRec,
     "cl4srec": CL4SRec,
     "hstu": HSTU,
+    "bsarec": BSARec,
     "gru": GRU4Rec,
 }
 

@@ -23,7 +23,7 @@ class BlobRef(_message.Message):
     def __init__(self, uri: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "dim", "layers", "heads", "dropout", "max_len", "cl_weight", "cl_temperature", "crop_ratio", "mask_ratio", "reorder_ratio")
+    __slots__ = ("name", "dim", "layers", "heads", "dropout", "max_len", "cl_weight", "cl_temperature", "crop_ratio", "mask_ratio", "reorder_ratio", "bsarec_alpha", "bsarec_c")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,8 @@ class ModelSpec(_message.Message):
     CROP_RATIO_FIELD_NUMBER: _ClassVar[int]
     MASK_RATIO_FIELD_NUMBER: _ClassVar[int]
     REORDER_RATIO_FIELD_NUMBER: _ClassVar[int]
+    BSAREC_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    BSAREC_C_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     layers: int
@@ -46,7 +48,9 @@ class ModelSpec(_message.Message):
     crop_ratio: float
     mask_ratio: float
     reorder_ratio: float
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., layers: _Optional[int] = ..., heads: _Optional[int] = ..., dropout: _Optional[float] = ..., max_len: _Optional[int] = ..., cl_weight: _Optional[float] = ..., cl_temperature: _Optional[float] = ..., crop_ratio: _Optional[float] = ..., mask_ratio: _Optional[float] = ..., reorder_ratio: _Optional[float] = ...) -> None: ...
+    bsarec_alpha: float
+    bsarec_c: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., layers: _Optional[int] = ..., heads: _Optional[int] = ..., dropout: _Optional[float] = ..., max_len: _Optional[int] = ..., cl_weight: _Optional[float] = ..., cl_temperature: _Optional[float] = ..., crop_ratio: _Optional[float] = ..., mask_ratio: _Optional[float] = ..., reorder_ratio: _Optional[float] = ..., bsarec_alpha: _Optional[float] = ..., bsarec_c: _Optional[int] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
     __slots__ = ()

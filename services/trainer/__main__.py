@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rsir.distributed import check_devices
 from rsir.resources import resolve_device
 from services.common.calls import MemoryBudget
 from services.common.grpc_server import serve
@@ -14,10 +15,11 @@ def main() -> None:
     settings = TrainerSettings()
     configure_logging(settings.log_level)
     resolve_device(settings.device)  # TRAINER_DEVICE names a device this machine has, or the trainer exits
+    check_devices(settings.device, settings.nproc)  # and TRAINER_NPROC one GPU per process on CUDA
     servicer = TrainerServicer(settings.store(), default_device=settings.device,
                                max_concurrent_calls=settings.max_concurrent_calls,
                                memory=MemoryBudget(settings.memory_budget_bytes(), settings.memory_budget_name()),
-                               threads=settings.threads(), max_items=settings.max_items)
+                               threads=settings.threads(), max_items=settings.max_items, nproc=settings.nproc)
     serve(servicer.definition(), host=settings.host, port=settings.port,
           max_concurrent_calls=settings.max_concurrent_calls, max_message_mb=settings.max_message_mb,
           token=settings.token_value(), grace=settings.grace_seconds)

@@ -14,7 +14,9 @@ import torch
 
 from rsir.config import ModelConfig, TrainConfig
 from rsir.datasets import SequenceDataset
+from rsir.losses import resolve_loss
 from rsir.models import build_model
+from rsir.scoring import rank_block
 
 FLOAT = 4  # bytes of a float32
 LOSS_COPIES = 3  # logits, their log-softmax and its gradient live together in backward
@@ -50,12 +52,14 @@ def training_bytes(dataset: SequenceDataset, model: ModelConfig, train: TrainCon
     longest = int(dataset.sequences.lengths.max(initial=2))
     width = model.max_len if train.insertion_ratio > 0 else min(model.max_len, longest)
     positions = batch * width
-    classes = scores if train.loss == "ce" else train.negatives + 1
-    loss = positions * classes * (FLOAT * LOSS_COPIES + (0 if train.loss == "ce" else 3))
+    full = resolve_loss(train, dataset.num_items, model.max_len) == "ce"  # what training will run ("auto" resolved)
+    classes = scores if full else train.negatives + 1
+    loss = positions * classes * (FLOAT * LOSS_COPIES + (0 if full else 3))
     heads = max(model.heads, 1)
     activations = (positions * model.dim * model.layers * ACTIVATIONS_PER_DIM * FLOAT
                    + batch * heads * model.max_len ** 2 * model.layers * FLOAT * LOSS_COPIES)
-    evaluation = min(train.eval_batch_size, max(dataset.num_real, 1)) * scores * FLOAT * LOSS_COPIES
+    users = min(rank_block(dataset.num_items, train.eval_batch_size), max(dataset.num_real, 1))
+    evaluation = users * scores * FLOAT * LOSS_COPIES
     with torch.device("meta"):
         parameters = sum(p.numel() for p in build_model(model, dataset.num_items).parameters())
     return TrainingEstimate(loss, activations, evaluation, parameters * FLOAT * PARAM_COPIES)

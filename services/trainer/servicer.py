@@ -2,7 +2,9 @@
 
 Before training, a job is checked against what this process has: its device must exist here, and
 its estimated memory (``services.trainer.budget``) must fit the memory budget. Training runs on a
-thread of its own at the configured intra-op thread count, set and restored there. A job cancelled
+thread of its own at the configured intra-op thread count, set and restored there; with ``nproc``
+above 1 (``TRAINER_NPROC``) it runs data parallel in that many local processes instead
+(``services.trainer.launch``), and rank 0's checkpoint is published the same way. A job cancelled
 at any point before its record is written publishes nothing.
 """
 
@@ -19,10 +21,11 @@ import torch
 from rsir.checkpoint import checkpoint_bytes, load_checkpoint
 from rsir.datasets import SequenceDataset
 from rsir.errors import ConfigError
-from rsir.evaluation import evaluate
+from rsir.evaluation import EvalResult, evaluate
+from rsir.models import SequentialRecommender
 from rsir.parallel import torch_threads
 from rsir.resources import available_devices, resolve_device
-from rsir.training import EpochReport, TrainResult, continue_on_real, train
+from rsir.training import EpochReport, continue_on_real, train
 from rsir.validation import DEFAULT_MAX_ITEMS
 from rsir_api.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from services.common.artifacts import BlobRef, fetch_dataset, ranks_bytes
@@ -33,6 +36,7 @@ from services.common.storage import ObjectStore
 from services.trainer import convert
 from services.trainer.budget import training_bytes
 from services.trainer.jobs import JobRecords
+from services.trainer.launch import Fitted, run_job
 
 logger = logging.getLogger(__name__)
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
@@ -40,8 +44,9 @@ SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def __init__(self, store: ObjectStore, *, default_device: str = "auto", max_concurrent_calls: int = 1,
-                 memory: MemoryBudget | None = None, threads: int = 0, max_items: int = DEFAULT_MAX_ITEMS):
-        self.store, self.default_device, self.max_items = store, default_device, max_items
+                 memory: MemoryBudget | None = None, threads: int = 0, max_items: int = DEFAULT_MAX_ITEMS,
+                 nproc: int = 1):
+        self.store, self.default_device, self.max_items, self.nproc = store, default_device, max_items, nproc
         self.jobs = JobRecords(store)
         self.activity = Activity(max_concurrent_calls)
         self.memory = memory or MemoryBudget(2**63 - 1, "TRAINER_MEMORY_BUDGET_MB")
@@ -69,21 +74,21 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 if not locked or done is not None:
                     return
                 dataset = fetch_dataset(self.store, job.dataset, self.max_items)
-                estimate = training_bytes(dataset, job.model, job.train)
-                with self.memory.reserve(estimate.total, f"training job {job.job_id!r} ({estimate.describe()})",
+                estimate = training_bytes(dataset, job.model, job.train)  # each process holds a whole model
+                what = f"training job {job.job_id!r} ({estimate.describe()}; {self.nproc} process(es))"
+                with self.memory.reserve(estimate.total * self.nproc, what,
                                          "lower train.batch_size or train.eval_batch_size, or use loss 'sampled'"):
                     yield from self._train(job, dataset, context)
 
     def _train(self, job: convert.TrainJob, dataset: SequenceDataset,
                context: grpc.ServicerContext) -> Iterator[trainer_pb2.TrainResponse]:
-        fit = self._continue(job, dataset) if job.init is not None else (
-            lambda emit, stop: train(dataset, job.model, job.train, on_epoch=emit, should_stop=stop, progress=False))
-        run: Background[EpochReport, TrainResult] = Background(self._in_threads(fit), context)
+        init = self._init(job, dataset) if job.init is not None else None
+        run: Background[EpochReport, Fitted | None] = Background(self._fit(job, dataset, init), context)
         try:
             for report in run:
                 yield convert.progress_response(report)
             cancelled = lambda: not context.is_active()  # noqa: E731
-            if run.result is not None and run.result.stopped_by != "cancelled" and not cancelled():
+            if run.result is not None and run.result.result.stopped_by != "cancelled" and not cancelled():
                 outcome = self._publish(job, dataset, run.result, cancelled)
                 if outcome is not None:
                     yield convert.result_response(outcome)
@@ -92,35 +97,48 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             pass
         logger.info("job %s cancelled; nothing published", job.job_id)
 
-    def _in_threads(self, fit: Any) -> Any:
-        """``fit`` at this service's intra-op thread count, on the thread that runs it."""
-        def work(emit: Any, stop: Any) -> TrainResult:
+    def _fit(self, job: convert.TrainJob, dataset: SequenceDataset,
+             init: tuple[SequentialRecommender, dict[str, Any]] | None) -> Any:
+        """The job as ``work(emit, stop)``: in this process at the service's intra-op thread count (set
+        on the thread that runs it), or in ``nproc`` processes; ``init`` continues a checkpoint with
+        the real-data stage alone."""
+        if self.nproc > 1:  # the processes share the service's threads
+            threads = max(1, self.threads // self.nproc)
+            return lambda emit, stop: run_job(job, dataset, self.nproc, threads, self.max_items, init, emit, stop)
+
+        def work(emit: Any, stop: Any) -> Fitted:
             with torch_threads(self.threads):
-                return fit(emit, stop)
+                if init is None:
+                    return Fitted(train(dataset, job.model, job.train, on_epoch=emit, should_stop=stop,
+                                        progress=False))
+                model, m = init
+                return Fitted(continue_on_real(dataset, model, job.train, valid=m["valid"],
+                                               best_epoch=m["best_epoch"], epochs=m["epochs"], seconds=m["seconds"],
+                                               on_epoch=emit, should_stop=stop, progress=False))
         return work
 
-    def _continue(self, job: convert.TrainJob, dataset: SequenceDataset) -> Any:
-        """The real-data stage alone, on a checkpoint this service published (its metrics say how it
-        was trained)."""
+    def _init(self, job: convert.TrainJob, dataset: SequenceDataset) -> tuple[SequentialRecommender, dict[str, Any]]:
+        """The checkpoint to continue, published by this service (its metrics say how it was trained)."""
         assert job.init is not None
         model, info = load_checkpoint(self.store.get_uri(job.init.uri, job.init.sha256 or None))
         if info.model_config != job.model or info.num_items != dataset.num_items:
             raise ConfigError("init_checkpoint: was trained with another model config or catalogue")
-        m = info.metrics
-        if not {"valid", "best_epoch", "epochs", "seconds"} <= set(m):
+        if not {"valid", "best_epoch", "epochs", "seconds"} <= set(info.metrics):
             raise ConfigError("init_checkpoint: not published by a trainer (no training record in it)")
-        return lambda emit, stop: continue_on_real(dataset, model, job.train, valid=m["valid"],
-                                                   best_epoch=m["best_epoch"], epochs=m["epochs"],
-                                                   seconds=m["seconds"], on_epoch=emit, should_stop=stop,
-                                                   progress=False)
+        return model, info.metrics
 
-    def _publish(self, job: convert.TrainJob, dataset: SequenceDataset, result: TrainResult,
+    def _publish(self, job: convert.TrainJob, dataset: SequenceDataset, fitted: Fitted,
                  cancelled: Callable[[], bool]) -> convert.TrainOutcome | None:
-        """Evaluate on test, store the checkpoint, then the job record (the record commits the job);
-        None, with nothing stored, when the call was cancelled before the writes."""
-        device = next(result.model.parameters()).device
-        with torch_threads(self.threads):
-            ranked = evaluate(result.model, dataset, "test", batch_size=job.train.eval_batch_size, device=device)
+        """Evaluate on test (unless the training processes did, sharded), store the checkpoint, then
+        the job record (the record commits the job); None, with nothing stored, when the call was
+        cancelled before the writes."""
+        result = fitted.result
+        ranked: EvalResult | None = fitted.test
+        if ranked is None:
+            device = next(result.model.parameters()).device
+            with torch_threads(self.threads):
+                ranked = evaluate(result.model, dataset, "test", batch_size=job.train.eval_batch_size,
+                                  device=device)
         if cancelled():
             return None
         test = ranked.metrics()

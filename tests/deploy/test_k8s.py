@@ -1,6 +1,6 @@
 """deploy/k8s: the kustomization's resources parse and agree with the services and the compose file
 (ports, gRPC health service names, probes, wiring, resource requests); ``kubectl kustomize`` builds
-the base and the GPU overlay where kubectl is installed."""
+the base, the GPU and multi-GPU overlays and the multi-node PyTorchJob where kubectl is installed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import yaml
 from deploy_helpers import ROOT, SERVICES, compose_config, image_env
 
+from rsir.cli import build_parser
 from services.generator.settings import GeneratorSettings
 from services.orchestrator.settings import OrchestratorSettings
 from services.trainer.settings import TrainerSettings
@@ -155,3 +156,48 @@ def test_kustomize_builds_the_base_and_the_gpu_overlay(docs):
         assert env(c)[f"{name.upper()}_DEVICE"] == "cuda"
     assert "nvidia.com/gpu" not in gpu[("Deployment", "orchestrator")]["spec"]["template"]["spec"]["containers"][0][
         "resources"]["limits"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
+def test_kustomize_builds_the_multi_gpu_trainer():
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _kustomize("multi-gpu")}
+    pod = docs[("Deployment", "trainer")]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    gpus = c["resources"]["limits"]["nvidia.com/gpu"]
+    assert gpus == c["resources"]["requests"]["nvidia.com/gpu"] > 1
+    assert env(c)["TRAINER_NPROC"] == str(gpus) and env(c)["TRAINER_DEVICE"] == "cuda"
+    assert {"nproc", "device"} <= set(SETTINGS["trainer"].model_fields)
+    assert c["image"] == "rsir-trainer:latest-cuda" and {"cpu", "memory"} <= set(c["resources"]["requests"])
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"]["medium"] == "Memory" and {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+    generator = docs[("Deployment", "generator")]["spec"]["template"]["spec"]["containers"][0]
+    assert generator["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_multi_node_training_is_a_pytorchjob_of_rsir_train_under_torchrun():
+    job = load(K8S / "multi-node")[("PyTorchJob", "rsir-train")]["spec"]
+    nproc = int(job["nprocPerNode"])
+    replicas = job["pytorchReplicaSpecs"]
+    assert set(replicas) == {"Master", "Worker"} and replicas["Master"]["replicas"] == 1
+    for role, spec in replicas.items():
+        pod = spec["template"]["spec"]
+        c = pod["containers"][0]
+        assert c["name"] == "pytorch" and c["image"] == "rsir-trainer"
+        assert c["command"][:6] == ["python", "-m", "torch.distributed.run", "-m", "rsir.cli", "train"]
+        args = build_parser().parse_args(c["command"][5:])  # every flag is one `rsir train` has
+        assert args.data == "beauty" and getattr(args, "TrainConfig.device") == "cuda" and args.nproc == 1
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == c["resources"]["requests"]["nvidia.com/gpu"] == nproc
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["data"] == args.data_dir.as_posix() and mounts["dshm"] == "/dev/shm"
+        assert ("runs" in mounts) == (role == "Master")  # rank 0, the only writer, runs in the Master pod
+        assert mounts.get("runs", args.out.as_posix()) == args.out.as_posix()
+        assert pod["initContainers"][0]["command"][:3] == ["rsir", "data", "download"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
+def test_kustomize_builds_the_multi_node_job():
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _kustomize("multi-node")}
+    assert set(docs) == {("PyTorchJob", "rsir-train"), ("PersistentVolumeClaim", "training-runs")}
+    for spec in docs[("PyTorchJob", "rsir-train")]["spec"]["pytorchReplicaSpecs"].values():
+        assert spec["template"]["spec"]["containers"][0]["image"] == "rsir-trainer:latest-cuda"
+    assert all(d["metadata"]["namespace"] == "rsir" for d in docs.values())

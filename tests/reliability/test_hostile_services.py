@@ -108,7 +108,8 @@ def test_a_training_batch_that_cannot_fit_is_refused_naming_the_budget(trainer_p
         info = client.describe()
         assert info.memory_budget_bytes == BUDGET_MB * 2**20 and "cpu" in info.devices
         with pytest.raises(grpc.RpcError) as err:
-            client.train("huge-batch", big, MODEL, TrainConfig(batch_size=1_000_000, max_epochs=1), timeout=60)
+            client.train("huge-batch", big, MODEL, TrainConfig(loss="ce", batch_size=1_000_000, max_epochs=1),
+                         timeout=60)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
     assert "TRAINER_MEMORY_BUDGET_MB = 1,024 MB" in err.value.details() and "loss" in err.value.details()
     print(f"trainer peak RSS {peak_rss_mb(trainer_process.pid):.0f} MB; {err.value.details()}")

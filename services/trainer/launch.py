@@ -1,0 +1,107 @@
+"""A training job as N local processes: torchrun starts ``services.trainer.worker`` N times.
+
+With ``TRAINER_NPROC`` above 1 the servicer runs a job here instead of in its own process. The job
+goes to a private directory (its config, the dataset version, the checkpoint it continues), and
+``python -m torch.distributed.run --standalone`` starts the ranks on a free loopback port, each
+pinned to one GPU on CUDA. Rank 0's epoch reports are relayed as they are written; a cancelled
+call terminates the group (torchrun passes SIGTERM on to its workers) and publishes nothing. The
+result is what one process would return, plus the test ranks the workers computed sharded, so the
+service publishes rank 0's checkpoint exactly as it publishes its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rsir.checkpoint import load_checkpoint, save_checkpoint
+from rsir.config import to_dict
+from rsir.datasets import SequenceDataset
+from rsir.evaluation import EvalResult
+from rsir.models import SequentialRecommender
+from rsir.training import EpochReport, TrainResult
+from services.trainer.convert import TrainJob
+
+POLL_S = 0.2
+STOP_GRACE_S = 30.0
+LOG_TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A finished training and, when the workers ranked them, the test users' ranks."""
+
+    result: TrainResult
+    test: EvalResult | None = None
+
+
+def run_job(job: TrainJob, dataset: SequenceDataset, nproc: int, threads: int, max_items: int,
+            init: tuple[SequentialRecommender, dict] | None, emit: Callable[[EpochReport], None],
+            should_stop: Callable[[], bool]) -> Fitted | None:
+    """Train ``job`` on ``nproc`` local processes of ``threads`` intra-op threads each; None when
+    ``should_stop`` turned true first."""
+    with tempfile.TemporaryDirectory(prefix=f"rsir-train-{job.job_id}-") as name:
+        directory = Path(name)
+        dataset.save(directory / "data.npz")
+        (directory / "job.json").write_text(json.dumps({"model": to_dict(job.model), "train": to_dict(job.train),
+                                                        "max_items": max_items}))
+        if init is not None:
+            save_checkpoint(directory / "init.pt", init[0], metrics=init[1])
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   "-m", "services.trainer.worker", str(directory)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        with (directory / "log.txt").open("w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            try:
+                if not _relay(process, directory / "progress.jsonl", emit, should_stop):
+                    return None
+            finally:
+                _stop(process)
+        if process.returncode != 0 or not (directory / "result.json").exists():
+            tail = (directory / "log.txt").read_text(errors="replace")[-LOG_TAIL_CHARS:]
+            raise RuntimeError(f"the {nproc} training processes failed (exit {process.returncode}): {tail}")
+        return _collect(directory)
+
+
+def _relay(process: subprocess.Popen, progress: Path, emit: Callable[[EpochReport], None],
+           should_stop: Callable[[], bool]) -> bool:
+    """Pass rank 0's reports on until the group exits (True) or ``should_stop`` (False)."""
+    seen = 0
+    while True:
+        finished = process.poll() is not None
+        if progress.exists():
+            complete = progress.read_text().split("\n")[:-1]  # what follows the last newline may be half-written
+            for line in complete[seen:]:
+                emit(EpochReport(**json.loads(line)))
+            seen = len(complete)
+        if finished:
+            return True
+        if should_stop():
+            return False
+        time.sleep(POLL_S)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _collect(directory: Path) -> Fitted:
+    summary = json.loads((directory / "result.json").read_text())
+    model, _ = load_checkpoint(directory / "model.pt")
+    summary["history"] = [EpochReport(**r) for r in summary["history"]]
+    return Fitted(TrainResult(model=model, **summary), EvalResult(np.load(directory / "ranks.npy")))
