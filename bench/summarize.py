@@ -40,6 +40,7 @@ def accuracy_table() -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:  # CL4SRec's contrastive weight is named: its rows have been trained with more than one
         label = r["model"] + (f" (λ {r['model_config']['cl_weight']:g})" if r["model"] == "cl4srec" else "")
+        label += " (stopped by its time budget)" if r.get("stopped_by") == "time_budget" else ""
         groups[(r["setting"], r["dataset"], r["model"], label)].append(r)
     lines = ["| setting | dataset | model | seeds | test Recall@10 | test NDCG@10 | paper base R@10 / N@10 | "
              "epochs (best) | s/epoch | minutes | threads | peak MiB | CPU |",
