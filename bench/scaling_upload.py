@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rsir.datasets import SequenceDataset
+from services.testing.stack import stop
 
 
 def upload(cache: Path, scale: float, opts: dict[str, Any]) -> dict[str, Any]:
@@ -46,11 +46,7 @@ def upload(cache: Path, scale: float, opts: dict[str, Any]) -> dict[str, Any]:
                 "setup_peak_mb": before["VmHWM"], "rss_after_mb": after["VmRSS"], "status": response.status_code,
                 "version_matches": response.json()["version"] == SequenceDataset.load(cache / "dataset.npz").version}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, timeout=30)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen) -> None:

@@ -63,16 +63,21 @@ def _count_greater(values: np.ndarray, best: np.ndarray) -> np.ndarray:
     return np.bitwise_count(mask.view(np.uint64)).sum(1, dtype=np.int32)
 
 
+def _rows_within(num_items: int, most: int, elements: int) -> int:
+    """``most`` rows of [V+1] scores, fewer where they would pass ``elements``; 8 at least."""
+    return max(8, min(most, elements // (num_items + 1)))
+
+
 def score_block(num_items: int) -> int:
     """The most contexts scored at once (256 on beauty): the block stays bounded for any catalogue,
     and ``CatalogueScorer.fastest`` may pick a smaller one."""
-    return max(8, min(256, SCORE_BLOCK_ELEMENTS // (num_items + 1)))
+    return _rows_within(num_items, 256, SCORE_BLOCK_ELEMENTS)
 
 
 def rank_block(num_items: int, batch_size: int) -> int:
     """The most users evaluation ranks at once: ``batch_size``, fewer where their [b, V+1] scores would
-    pass ``RANK_BLOCK_ELEMENTS`` (1024 up to 65k items, 55 at 1.2M), 8 at least."""
-    return max(8, min(batch_size, RANK_BLOCK_ELEMENTS // (num_items + 1)))
+    pass ``RANK_BLOCK_ELEMENTS`` (1024 up to 65k items, 55 at 1.2M)."""
+    return _rows_within(num_items, batch_size, RANK_BLOCK_ELEMENTS)
 
 
 class CatalogueScorer:

@@ -94,12 +94,15 @@ def _auxiliary_inputs(sequences: Ragged, index: np.ndarray, device: torch.device
     return torch.from_numpy(items[:, :-1]).to(device), torch.from_numpy(lengths - 1).to(device)
 
 
-def _inputs(model: SequentialRecommender, sequences: Ragged, chosen: np.ndarray, max_len: int,
-            device: torch.device) -> dict[str, Tensor]:
-    """The training batch of sequences ``chosen``: packed where the backbone attends by segment."""
+def _inputs(model: SequentialRecommender, sequences: Ragged, chosen: np.ndarray, weights: np.ndarray, max_len: int,
+            device: torch.device) -> tuple[dict[str, Tensor], Tensor, tuple[Tensor, Tensor] | None]:
+    """The training batch of sequences ``chosen`` (packed where the backbone attends by segment),
+    their weights [B], and the auxiliary objective's inputs where the backbone has one."""
     batch = (packed_batch(sequences, chosen, max_len) if model.supports_segments
              else padded_batch(sequences, chosen))
-    return {k: torch.from_numpy(v).to(device) for k, v in vars(batch).items()}
+    auxiliary = _auxiliary_inputs(sequences, chosen, device) if model.has_auxiliary_loss else None
+    return ({k: torch.from_numpy(v).to(device) for k, v in vars(batch).items()},
+            torch.from_numpy(weights).to(device), auxiliary)
 
 
 class _Objective(torch.nn.Module):
@@ -110,8 +113,8 @@ class _Objective(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: dict[str, Tensor], weights: Tensor, config: TrainConfig, dtype: torch.dtype,
-                scale: float, auxiliary: tuple[Tensor, Tensor] | None, auxiliary_scale: float) -> Tensor:
+    def forward(self, batch: dict[str, Tensor], weights: Tensor, auxiliary: tuple[Tensor, Tensor] | None,
+                config: TrainConfig, dtype: torch.dtype, scale: float = 1.0, auxiliary_scale: float = 1.0) -> Tensor:
         loss = next_item_loss(self.model, batch, weights, config, dtype) * scale
         if auxiliary is not None:
             loss = loss + self.model.auxiliary_loss(*auxiliary) * auxiliary_scale
@@ -139,9 +142,7 @@ def _shard_loss(replica: DistributedDataParallel, world: World, sequences: Ragge
     auxiliary_scale = world.size * len(local) / len(index)
     if len(local) == 0:
         local = index[:1]
-    tensors = _inputs(model, sequences, rows[local], max_len, device)
-    auxiliary = _auxiliary_inputs(sequences, rows[local], device) if model.has_auxiliary_loss else None
-    return replica(tensors, torch.from_numpy(seq_weight[local]).to(device), config, dtype, scale, auxiliary,
+    return replica(*_inputs(model, sequences, rows[local], seq_weight[local], max_len, device), config, dtype, scale,
                    auxiliary_scale)
 
 
@@ -235,10 +236,9 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
     if model is None:
         model = build_model(model_config, dataset.num_items)
     model.to(device)
-    replica = None
+    objective, replica = _Objective(model), None
     if world is not None:  # rank 0's weights are broadcast; dropout and negatives differ per rank
-        replica = DistributedDataParallel(_Objective(model), device_ids=[device.index] if device.type == "cuda"
-                                          else None)
+        replica = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
         torch.manual_seed(config.seed + world.rank)
     main = world is None or world.is_main
     # the fused kernel: one pass over all parameters, 4-7× cheaper per step than the per-tensor loop on a CPU
@@ -266,13 +266,10 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
             if (reason := _stop_reason(should_stop, config, start, world)) is not None:
                 stopped_by = reason
                 break
-            if replica is None:
-                tensors = _inputs(model, sequences, rows[index], model_config.max_len, device)
-                loss = next_item_loss(model, tensors, torch.from_numpy(seq_weight[index]).to(device), config, dtype)
-                if model.has_auxiliary_loss:
-                    loss = loss + model.auxiliary_loss(*_auxiliary_inputs(sequences, rows[index], device))
+            if replica is None or world is None:
+                loss = objective(*_inputs(model, sequences, rows[index], seq_weight[index], model_config.max_len,
+                                          device), config, dtype)
             else:
-                assert world is not None
                 loss = _shard_loss(replica, world, sequences, rows, index, seq_weight, config, model_config.max_len,
                                    dtype, device)
             optimizer.zero_grad(set_to_none=True)

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from rsir.checkpoint import load_checkpoint, save_checkpoint
-from rsir.config import to_dict
+from rsir.config import ModelConfig, TrainConfig, to_dict
 from rsir.datasets import SequenceDataset
 from rsir.evaluation import EvalResult
 from rsir.models import SequentialRecommender
-from rsir.training import EpochReport, TrainResult
+from rsir.training import EpochReport, TrainResult, continue_on_real, train
 from services.trainer.convert import TrainJob
 
 POLL_S = 0.2
@@ -42,6 +42,18 @@ class Fitted:
 
     result: TrainResult
     test: EvalResult | None = None
+
+
+def fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfig,
+        init: tuple[SequentialRecommender, dict] | None, emit: Callable[[EpochReport], None],
+        should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """A job's training in this process (or rank): a fresh one, or with ``init`` (a published
+    checkpoint's model and the metrics it was published with) the real-data stage alone."""
+    if init is None:
+        return train(dataset, model_config, config, on_epoch=emit, should_stop=should_stop, progress=False)
+    model, m = init
+    return continue_on_real(dataset, model, config, valid=m["valid"], best_epoch=m["best_epoch"], epochs=m["epochs"],
+                            seconds=m["seconds"], on_epoch=emit, should_stop=should_stop, progress=False)
 
 
 def run_job(job: TrainJob, dataset: SequenceDataset, nproc: int, threads: int, max_items: int,

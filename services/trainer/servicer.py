@@ -25,7 +25,7 @@ from rsir.evaluation import EvalResult, evaluate
 from rsir.models import SequentialRecommender
 from rsir.parallel import torch_threads
 from rsir.resources import available_devices, resolve_device
-from rsir.training import EpochReport, continue_on_real, train
+from rsir.training import EpochReport
 from rsir.validation import DEFAULT_MAX_ITEMS
 from rsir_api.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from services.common.artifacts import BlobRef, fetch_dataset, ranks_bytes
@@ -36,7 +36,7 @@ from services.common.storage import ObjectStore
 from services.trainer import convert
 from services.trainer.budget import training_bytes
 from services.trainer.jobs import JobRecords
-from services.trainer.launch import Fitted, run_job
+from services.trainer.launch import Fitted, fit, run_job
 
 logger = logging.getLogger(__name__)
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
@@ -108,13 +108,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
         def work(emit: Any, stop: Any) -> Fitted:
             with torch_threads(self.threads):
-                if init is None:
-                    return Fitted(train(dataset, job.model, job.train, on_epoch=emit, should_stop=stop,
-                                        progress=False))
-                model, m = init
-                return Fitted(continue_on_real(dataset, model, job.train, valid=m["valid"],
-                                               best_epoch=m["best_epoch"], epochs=m["epochs"], seconds=m["seconds"],
-                                               on_epoch=emit, should_stop=stop, progress=False))
+                return Fitted(fit(dataset, job.model, job.train, init, emit, stop))
         return work
 
     def _init(self, job: convert.TrainJob, dataset: SequenceDataset) -> tuple[SequentialRecommender, dict[str, Any]]:

@@ -21,7 +21,8 @@ from rsir.config import ModelConfig, TrainConfig, from_dict
 from rsir.datasets import SequenceDataset
 from rsir.distributed import World, init_from_env, shutdown
 from rsir.evaluation import evaluate
-from rsir.training import EpochReport, TrainResult, continue_on_real, train
+from rsir.training import EpochReport
+from services.trainer.launch import fit
 
 
 def run(directory: Path, job: dict, world: World) -> None:
@@ -33,14 +34,11 @@ def run(directory: Path, job: dict, world: World) -> None:
             with (directory / "progress.jsonl").open("a") as progress:
                 progress.write(json.dumps(dataclasses.asdict(report)) + "\n")
 
-    result: TrainResult
+    init = None
     if (directory / "init.pt").exists():
         model, info = load_checkpoint(directory / "init.pt")
-        m = info.metrics
-        result = continue_on_real(dataset, model, config, valid=m["valid"], best_epoch=m["best_epoch"],
-                                  epochs=m["epochs"], seconds=m["seconds"], on_epoch=emit, progress=False)
-    else:
-        result = train(dataset, model_config, config, on_epoch=emit, progress=False)
+        init = (model, info.metrics)
+    result = fit(dataset, model_config, config, init, emit)
     ranks = evaluate(result.model, dataset, "test", batch_size=config.eval_batch_size, device=world.device,
                      world=world).ranks
     if world.is_main:
