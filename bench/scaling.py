@@ -195,8 +195,6 @@ def main() -> None:
     parser.add_argument("--eval-users", type=int, default=4096, help="users ranked per scale")
     parser.add_argument("--eval-rows", type=int, default=0, help="users scored at once (0: TrainConfig's)")
     parser.add_argument("--gen-users", type=int, default=2000, help="generation's source users per scale")
-    parser.add_argument("--sparse-items", action="store_true",
-                        help="train with sparse item-table gradients and SparseAdam (a trial; sampled loss only)")
     parser.add_argument("--replot", action="store_true", help="refit and replot the recorded runs, measure nothing")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, help=argparse.SUPPRESS)
@@ -219,8 +217,7 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     opts = {"memory_mb": args.memory_mb, "train_steps": args.train_steps, "eval_users": args.eval_users,
-            "eval_rows": args.eval_rows, "gen_users": args.gen_users, "port": port,
-            "sparse_items": args.sparse_items}
+            "eval_rows": args.eval_rows, "gen_users": args.gen_users, "port": port}
     results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     scales: dict[str, Any] = {}
     results["runs"][args.label] = run = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

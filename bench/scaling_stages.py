@@ -13,7 +13,7 @@ import math
 import resource
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +93,8 @@ def version(cache: Path, scale: float, opts: Result) -> Result:
 
 
 def train(cache: Path, scale: float, opts: Result) -> Result:
-    """Training steps as ``rsir.training`` takes them (packed random batches, the configured loss, fused
-    Adam), without validation; the epoch's time is the measured steps' mean × its steps."""
+    """Training steps as ``rsir.training`` takes them (packed random batches, the configured loss, its
+    optimisers), without validation; the epoch's time is the measured steps' mean × its steps."""
     import torch
 
     from rsir.batching import packed_batch, random_batches
@@ -111,23 +111,15 @@ def train(cache: Path, scale: float, opts: Result) -> Result:
                            f"this run's {opts['memory_mb']:,} MB limit", "loss": loss}
     torch.manual_seed(0)
     model = build_model(model_config, dataset.num_items)
-    optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)]
-    sparse = bool(opts.get("sparse_items")) and loss == "sampled"
-    if sparse:  # a trial of what rsir.training could do: lazy Adam on the rows a step touches
-        table = model.item_emb.weight
-        model.item_emb.sparse = True
-        optimizers = [torch.optim.Adam([p for p in model.parameters() if p is not table], lr=config.lr, fused=True),
-                      torch.optim.SparseAdam([table], lr=config.lr)]
     sequences, _ = dataset.training(model_config.max_len)
     rows = np.flatnonzero(sequences.lengths >= 2)
     weights = np.ones(len(rows), dtype=np.float32)
     epoch_steps = math.ceil(len(rows) / config.batch_size)
     steps = min(epoch_steps, opts["train_steps"])
-    out: Result = {"loss": loss, "epoch_steps": epoch_steps, "steps": steps, "full_epoch": steps == epoch_steps,
-                   "optimizer": "Adam, SparseAdam on the item table" if sparse else "Adam"}
+    out: Result = {"loss": loss, "epoch_steps": epoch_steps, "steps": steps, "full_epoch": steps == epoch_steps}
     batches = random_batches(len(rows), config.batch_size, np.random.default_rng(0))
     model.train()
-    with timed(out):
+    with _optimizers(model, config) as optimizers, timed(out):
         for _, index in zip(range(steps), batches, strict=False):
             batch = packed_batch(sequences, rows[index], model_config.max_len)
             tensors = {k: torch.from_numpy(v) for k, v in vars(batch).items()}
@@ -137,11 +129,23 @@ def train(cache: Path, scale: float, opts: Result) -> Result:
             value.backward()
             for optimizer in optimizers:
                 optimizer.step()
+    out["optimizer"] = " + ".join(type(o).__name__ for o in optimizers)
     out["step_seconds"] = out["seconds"] / steps
     out["epoch_seconds"] = out["step_seconds"] * epoch_steps
     out["interactions_per_second"] = len(dataset.items) / out["epoch_seconds"]
     torch.save(model.state_dict(), cache / "model.pt")
     return out
+
+
+def _optimizers(model: Any, config: Any) -> AbstractContextManager[list[Any]]:
+    """The library's optimisers for this model and config (fused Adam before ``rsir.optim`` existed)."""
+    import torch
+
+    try:
+        from rsir.optim import adam
+    except ImportError:
+        return nullcontext([torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)])
+    return adam(model, config, None)
 
 
 def _resolved_loss(config: Any, num_items: int, max_len: int) -> str:

@@ -220,9 +220,18 @@ class TrainConfig:
     insertion_ratio: float = setting(0.0, ge=0, le=10, help="Insertion sequences added per synthetic one "
                                                             "(rsir.augmentation.stack_insertion)")
     eval_batch_size: int = setting(1024, ge=1, le=1_000_000, help="users ranked at once during evaluation")
+    valid_users: int = setting(50_000, ge=0, le=1_000_000_000,
+                               help="users that validation ranks after each epoch: a fixed seeded sample where "
+                                    "there are more (0: all). Ranking scores every item for each user, so this "
+                                    "bounds an epoch's validation; the test evaluation ranks every user")
     precision: str = setting("auto", choices=("auto", "fp32", "bf16"),
                              help="compute dtype of training's products (rsir.precision); auto: bf16 where "
                                   "the CPU or GPU runs it natively, else fp32")
+    item_updates: str = setting("auto", choices=("auto", "dense"),
+                                help="auto: Adam updates only the item rows a step touched (lazy, sparse "
+                                     "gradients) when the sampled softmax trains in one process without weight "
+                                     "decay, so a step's cost does not grow with the catalogue (rsir.optim); "
+                                     "dense: the whole item table every step")
 
     def __post_init__(self) -> None:
         check(self)

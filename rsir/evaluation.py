@@ -84,6 +84,15 @@ def rank_targets(model: SequentialRecommender, split: EvalSplit, mask_history: b
     return ranks if world is None else world.sum(ranks)
 
 
+def sample_users(split: EvalSplit, most: int, seed: int) -> EvalSplit:
+    """At most ``most`` users of ``split`` (all when ``most`` is 0), a seeded sample in user order:
+    validation during training ranks the same users every epoch, at a cost that ``most`` bounds."""
+    if most == 0 or len(split.targets) <= most:
+        return split
+    index = np.sort(np.random.default_rng(seed).choice(len(split.targets), most, replace=False))
+    return EvalSplit(split.inputs.take(index), split.history.take(index), split.targets[index])
+
+
 def evaluate(model: SequentialRecommender, dataset: SequenceDataset, split: str = "test",
              mask_history: bool = True, batch_size: int = 1024,
              device: torch.device | str = "cpu", world: World | None = None) -> EvalResult:

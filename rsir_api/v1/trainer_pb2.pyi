@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainSpec(_message.Message):
-    __slots__ = ("loss", "negatives", "batch_size", "lr", "weight_decay", "max_epochs", "patience", "time_budget", "seed", "device", "synthetic_weight", "eval_batch_size", "finetune_real", "insertion_ratio", "finetune_lr_scale", "precision", "min_delta")
+    __slots__ = ("loss", "negatives", "batch_size", "lr", "weight_decay", "max_epochs", "patience", "time_budget", "seed", "device", "synthetic_weight", "eval_batch_size", "finetune_real", "insertion_ratio", "finetune_lr_scale", "precision", "min_delta", "item_updates", "valid_users")
     LOSS_FIELD_NUMBER: _ClassVar[int]
     NEGATIVES_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,8 @@ class TrainSpec(_message.Message):
     FINETUNE_LR_SCALE_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     MIN_DELTA_FIELD_NUMBER: _ClassVar[int]
+    ITEM_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    VALID_USERS_FIELD_NUMBER: _ClassVar[int]
     loss: str
     negatives: int
     batch_size: int
@@ -43,7 +45,9 @@ class TrainSpec(_message.Message):
     finetune_lr_scale: float
     precision: str
     min_delta: float
-    def __init__(self, loss: _Optional[str] = ..., negatives: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., time_budget: _Optional[float] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., synthetic_weight: _Optional[float] = ..., eval_batch_size: _Optional[int] = ..., finetune_real: _Optional[bool] = ..., insertion_ratio: _Optional[float] = ..., finetune_lr_scale: _Optional[float] = ..., precision: _Optional[str] = ..., min_delta: _Optional[float] = ...) -> None: ...
+    item_updates: str
+    valid_users: int
+    def __init__(self, loss: _Optional[str] = ..., negatives: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., time_budget: _Optional[float] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., synthetic_weight: _Optional[float] = ..., eval_batch_size: _Optional[int] = ..., finetune_real: _Optional[bool] = ..., insertion_ratio: _Optional[float] = ..., finetune_lr_scale: _Optional[float] = ..., precision: _Optional[str] = ..., min_delta: _Optional[float] = ..., item_updates: _Optional[str] = ..., valid_users: _Optional[int] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
     __slots__ = ("job_id", "dataset", "model", "train", "init_checkpoint")

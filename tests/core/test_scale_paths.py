@@ -1,23 +1,32 @@
 """The paths that keep cost linear at scale give the results of the simple ones (issue #36): exact
 hash-based merge de-duplication, the chunked log reader, the streamed save, the automatic switch to
-the sampled softmax, and evaluation's catalogue-bounded block."""
+the sampled softmax, lazy item-table updates with it, evaluation's catalogue-bounded block and
+validation's bounded sample of users."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from rsir import logs, losses
+from rsir.batching import packed_batch
 from rsir.config import ModelConfig, TrainConfig
 from rsir.datasets import Ragged, SequenceDataset
 from rsir.dedup import first_new, prefix_hashes
+from rsir.evaluation import EvalResult, evaluate, rank_targets, sample_users
 from rsir.generation import GeneratedBatch, GenerationStats, merge_generated
 from rsir.logs import read_interactions, write_interactions
+from rsir.losses import next_item_loss
 from rsir.models import build_model
+from rsir.optim import adam, lazy_item_updates
 from rsir.scoring import RANK_BLOCK_ELEMENTS, rank_block
+from rsir.training import train
+
+SMALL_MODEL = ModelConfig(dim=32, heads=2, max_len=20, dropout=0.1)
 
 
 def _reference_merge(dataset, batches):
@@ -134,3 +143,53 @@ def test_auto_loss_is_ce_within_the_budget_and_says_when_it_switches(monkeypatch
 def test_rank_block_bounds_the_scores_by_the_catalogue(items, rows):
     assert rank_block(items, 1024) == rows
     assert rows == 8 or rows * (items + 1) <= RANK_BLOCK_ELEMENTS
+
+
+def test_lazy_item_updates_move_only_the_rows_a_step_touched():
+    """With the sampled softmax the item table gets sparse gradients and SparseAdam: a row the
+    second step does not touch stays where the first step left it, where dense Adam's momentum
+    moves it; the full softmax, weight decay and "dense" keep one dense Adam."""
+    model = build_model(SMALL_MODEL, num_items=500)
+    sampled = TrainConfig(loss="sampled", negatives=16, lr=0.01)
+    for config in (TrainConfig(loss="ce"), replace(sampled, weight_decay=0.1), replace(sampled, item_updates="dense")):
+        assert not lazy_item_updates(model, config, None)
+    assert lazy_item_updates(model, sampled, None)
+    sequences = Ragged.from_list([np.arange(1, 11), np.arange(101, 111)])
+    moved = {}
+    for config in (sampled, replace(sampled, item_updates="dense")):
+        torch.manual_seed(0)
+        model = build_model(SMALL_MODEL, num_items=500)
+        with adam(model, config, None) as optimizers:
+            assert model.item_emb.sparse == (config.item_updates == "auto")
+            touched = []
+            for row in (0, 1):
+                batch = packed_batch(sequences, np.array([row]), SMALL_MODEL.max_len)
+                loss = next_item_loss(model, {k: torch.from_numpy(v) for k, v in vars(batch).items()},
+                                      torch.ones(1), config)
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
+                before = model.item_emb.weight.detach().clone()
+                loss.backward()
+                grad = model.item_emb.weight.grad
+                touched.append(set(grad.coalesce().indices()[0].tolist()) if grad.is_sparse
+                               else set(torch.nonzero(grad.abs().sum(1)).flatten().tolist()))
+                for optimizer in optimizers:
+                    optimizer.step()
+        assert not model.item_emb.sparse
+        first_only = sorted(touched[0] - touched[1])
+        assert first_only
+        moved[config.item_updates] = (model.item_emb.weight.detach()[first_only] != before[first_only]).any(1)
+    assert not moved["auto"].any()
+    assert moved["dense"].all()
+
+
+def test_validation_ranks_the_same_bounded_sample_of_users_every_epoch(small_dataset):
+    split = small_dataset.evaluation("valid", SMALL_MODEL.max_len)
+    assert sample_users(split, 0, seed=0) is split and sample_users(split, len(split.targets), 0) is split
+    sample = sample_users(split, 40, seed=3)
+    assert len(sample.targets) == 40 and len(sample.inputs) == len(sample.history) == 40
+    assert np.array_equal(sample.targets, sample_users(split, 40, seed=3).targets)
+    result = train(small_dataset, SMALL_MODEL, TrainConfig(max_epochs=2, valid_users=40, seed=3), progress=False)
+    ranked = EvalResult(rank_targets(result.model, sample)).metrics()
+    assert ranked == pytest.approx(result.valid)
+    assert ranked != pytest.approx(evaluate(result.model, small_dataset, "valid").metrics())

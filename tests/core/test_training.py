@@ -32,10 +32,12 @@ def _popularity_recall(dataset) -> float:
     return EvalResult(ranks).metrics()["recall@10"]
 
 
-@pytest.mark.parametrize(("loss", "precision"), [("ce", "auto"), ("ce", "fp32"), ("ce", "bf16"), ("sampled", "auto")])
-def test_sasrec_learns_sequential_structure(small_dataset, loss, precision):
-    result = train(small_dataset, SMALL, TrainConfig(loss=loss, negatives=32, max_epochs=12, patience=12,
-                                                     lr=3e-3, precision=precision), progress=False)
+@pytest.mark.parametrize(("loss", "precision", "item_updates"),
+                         [("ce", "auto", "auto"), ("ce", "fp32", "auto"), ("ce", "bf16", "auto"),
+                          ("sampled", "auto", "auto"), ("sampled", "auto", "dense")])
+def test_sasrec_learns_sequential_structure(small_dataset, loss, precision, item_updates):
+    result = train(small_dataset, SMALL, TrainConfig(loss=loss, negatives=32, max_epochs=12, patience=12, lr=3e-3,
+                                                     precision=precision, item_updates=item_updates), progress=False)
     recall = evaluate(result.model, small_dataset, "test").metrics()["recall@10"]
     assert recall > 2 * _popularity_recall(small_dataset)
     assert result.valid["ndcg@20"] == max(r.valid["ndcg@20"] for r in result.history)
