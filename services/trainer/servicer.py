@@ -4,8 +4,9 @@ Before training, a job is checked against what this process has: its device must
 its estimated memory (``services.trainer.budget``) must fit the memory budget. Training runs on a
 thread of its own at the configured intra-op thread count, set and restored there; with ``nproc``
 above 1 (``TRAINER_NPROC``) it runs data parallel in that many local processes instead
-(``services.trainer.launch``), and rank 0's checkpoint is published the same way. A job cancelled
-at any point before its record is written publishes nothing.
+(``services.trainer.launch``), and with a ``rendezvous`` (``TRAINER_NNODES`` above 1) as node 0 of
+that many nodes; rank 0's checkpoint is published the same way. A job cancelled at any point
+before its record is written publishes nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from services.trainer import convert
 from services.trainer.budget import training_bytes
 from services.trainer.jobs import JobRecords
 from services.trainer.launch import Fitted, fit, run_job
+from services.trainer.rendezvous import Rendezvous
 
 logger = logging.getLogger(__name__)
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
@@ -45,8 +47,9 @@ SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def __init__(self, store: ObjectStore, *, default_device: str = "auto", max_concurrent_calls: int = 1,
                  memory: MemoryBudget | None = None, threads: int = 0, max_items: int = DEFAULT_MAX_ITEMS,
-                 nproc: int = 1):
+                 nproc: int = 1, rendezvous: Rendezvous | None = None):
         self.store, self.default_device, self.max_items, self.nproc = store, default_device, max_items, nproc
+        self.rendezvous = rendezvous
         self.jobs = JobRecords(store)
         self.activity = Activity(max_concurrent_calls)
         self.memory = memory or MemoryBudget(2**63 - 1, "TRAINER_MEMORY_BUDGET_MB")
@@ -100,11 +103,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def _fit(self, job: convert.TrainJob, dataset: SequenceDataset,
              init: tuple[SequentialRecommender, dict[str, Any]] | None) -> Any:
         """The job as ``work(emit, stop)``: in this process at the service's intra-op thread count (set
-        on the thread that runs it), or in ``nproc`` processes; ``init`` continues a checkpoint with
-        the real-data stage alone."""
-        if self.nproc > 1:  # the processes share the service's threads
+        on the thread that runs it), or in ``nproc`` processes (on each node of the rendezvous); ``init``
+        continues a checkpoint with the real-data stage alone."""
+        if self.nproc > 1 or self.rendezvous is not None:  # the processes share the service's threads
             threads = max(1, self.threads // self.nproc)
-            return lambda emit, stop: run_job(job, dataset, self.nproc, threads, self.max_items, init, emit, stop)
+            return lambda emit, stop: run_job(job, dataset, self.nproc, threads, self.max_items, init, emit, stop,
+                                              self.rendezvous)
 
         def work(emit: Any, stop: Any) -> Fitted:
             with torch_threads(self.threads):

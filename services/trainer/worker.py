@@ -4,7 +4,8 @@
 checkpoint, ``init.pt``) and starts N of these under torchrun. Every rank trains its share
 (``rsir.training``) and ranks its share of the test users (``rsir.evaluation``); rank 0 appends each
 epoch's report to ``progress.jsonl`` and at the end writes ``model.pt``, ``ranks.npy`` and
-``result.json`` (written last: its presence means the job finished).
+``result.json`` (written last: its presence means the job finished). Across nodes, rank 0 first sends
+the job to the other nodes' ranks, whose directories start empty (``services.trainer.share``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch.distributed as dist
 
 from rsir.checkpoint import load_checkpoint, save_checkpoint
 from rsir.config import ModelConfig, TrainConfig, from_dict
@@ -22,6 +24,7 @@ from rsir.datasets import SequenceDataset
 from rsir.distributed import World, init_from_env, shutdown
 from rsir.evaluation import evaluate
 from rsir.training import EpochReport
+from services.trainer import share
 from services.trainer.launch import fit
 
 
@@ -52,12 +55,14 @@ def run(directory: Path, job: dict, world: World) -> None:
 
 def main() -> None:
     directory = Path(sys.argv[1])
-    job = json.loads((directory / "job.json").read_text())
+    job = share.job_spec(directory)
     world = init_from_env(job["train"]["device"])
     if world is None:
         raise SystemExit("services.trainer.worker runs under torchrun with two or more processes")
     try:
+        share.receive_files(directory, world)
         run(directory, job, world)
+        dist.barrier()  # no rank tears the group down while another is still in its last collective
     finally:
         shutdown()
 

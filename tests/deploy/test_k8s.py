@@ -201,3 +201,31 @@ def test_kustomize_builds_the_multi_node_job():
     for spec in docs[("PyTorchJob", "rsir-train")]["spec"]["pytorchReplicaSpecs"].values():
         assert spec["template"]["spec"]["containers"][0]["image"] == "rsir-trainer:latest-cuda"
     assert all(d["metadata"]["namespace"] == "rsir" for d in docs.values())
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
+def test_kustomize_builds_the_trainer_service_across_nodes():
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _kustomize("multi-node-service")}
+    trainer = docs[("Deployment", "trainer")]["spec"]["template"]["spec"]["containers"][0]
+    peers = docs[("StatefulSet", "trainer-peer")]["spec"]
+    peer = peers["template"]["spec"]["containers"][0]
+    node0, node = env(trainer), env(peer)
+    assert int(node0["TRAINER_NNODES"]) == int(node["TRAINER_NNODES"]) == peers["replicas"] + 1 >= 2
+    assert peers["ordinals"]["start"] == 1  # a pod's index is its node rank
+    rank = next(e for e in peer["env"] if e["name"] == "TRAINER_NODE_RANK")
+    assert rank["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    rdzv = docs[("Service", "trainer-rdzv")]["spec"]
+    assert rdzv["clusterIP"] == "None" and rdzv.get("type", "ClusterIP") == "ClusterIP"  # cluster internal
+    assert rdzv["selector"] == docs[("Deployment", "trainer")]["spec"]["selector"]["matchLabels"]
+    port = rdzv["ports"][0]["port"]
+    assert node0["TRAINER_RDZV_HOST"] == node["TRAINER_RDZV_HOST"] == "trainer-rdzv"
+    assert node0["TRAINER_RDZV_PORT"] == node["TRAINER_RDZV_PORT"] == str(port)
+    assert {"name": "rdzv", "containerPort": port} in trainer["ports"]
+    gpus = peer["resources"]["limits"]["nvidia.com/gpu"]
+    assert gpus == trainer["resources"]["limits"]["nvidia.com/gpu"] == int(node0["TRAINER_NPROC"]) == int(
+        node["TRAINER_NPROC"]) and node["TRAINER_DEVICE"] == node0["TRAINER_DEVICE"] == "cuda"
+    assert peer["command"] == ["python", "-m", "services.trainer.peer"]
+    assert peer["image"] == trainer["image"] == "rsir-trainer:latest-cuda"
+    assert docs[("StatefulSet", "trainer-peer")]["metadata"]["namespace"] == "rsir"
+    settings = {k.removeprefix("TRAINER_").lower(): v for k, v in node.items() if v is not None}
+    assert TrainerSettings(**settings, node_rank=1).rendezvous() is not None  # the peers' env is valid settings

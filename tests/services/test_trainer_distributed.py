@@ -10,38 +10,28 @@ import grpc
 import numpy as np
 import pytest
 from service_helpers import running
+from trainer_helpers import MODEL, TRAIN, serve, small_dataset
 
 from rsir.checkpoint import load_checkpoint
-from rsir.config import ModelConfig, TrainConfig
+from rsir.config import TrainConfig
 from rsir.evaluation import evaluate
-from rsir.synthetic import synthetic_dataset
 from rsir.training import EpochReport
 from rsir_api.v1 import trainer_pb2_grpc
 from services.common.artifacts import publish_dataset
-from services.common.storage import LocalStore
 from services.trainer import convert
 from services.trainer.client import TrainerClient
-from services.trainer.servicer import TrainerServicer
-
-MODEL = ModelConfig(name="sasrec", dim=16, layers=1, heads=1, max_len=20, dropout=0.0)
-TRAIN = TrainConfig(max_epochs=2, batch_size=64, lr=1e-2, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def data():
-    return synthetic_dataset(num_users=200, num_items=50, num_clusters=4, seed=5)
-
-
-def _serve(tmp_path, nproc: int):
-    store = LocalStore(tmp_path / f"store-{nproc}")
-    return store, TrainerServicer(store, default_device="cpu", threads=1, nproc=nproc)
+    return small_dataset()
 
 
 def test_two_process_job_streams_the_one_process_epochs_and_publishes_rank_zero(tmp_path, data):
     outcomes: dict[int, convert.TrainOutcome] = {}
     progress: dict[int, list[EpochReport]] = {}
     for nproc in (1, 2):
-        store, servicer = _serve(tmp_path, nproc)
+        store, servicer = serve(tmp_path, nproc)
         ref = publish_dataset(store, data)
         with running(servicer) as server, TrainerClient(f"127.0.0.1:{server.port}") as client:
             progress[nproc] = []
@@ -58,7 +48,7 @@ def test_two_process_job_streams_the_one_process_epochs_and_publishes_rank_zero(
 
 
 def test_a_cancelled_two_process_job_stops_and_publishes_nothing(tmp_path, data):
-    store, servicer = _serve(tmp_path, 2)
+    store, servicer = serve(tmp_path, 2)
     ref = publish_dataset(store, data)
     endless = TrainConfig(max_epochs=10_000, patience=10_000, batch_size=16, device="cpu")
     with running(servicer) as server, TrainerClient(f"127.0.0.1:{server.port}") as client:
