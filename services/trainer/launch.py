@@ -72,6 +72,13 @@ def torchrun(nproc: int, directory: Path, rendezvous: Rendezvous | None, node_ra
             "-m", "services.trainer.worker", str(directory)]
 
 
+def start(command: list[str], directory: Path, threads: int) -> subprocess.Popen:
+    """Start a torchrun of ``threads`` intra-op threads per worker, its output to ``directory``'s ``log.txt``."""
+    with (directory / "log.txt").open("w") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+
+
 def run_job(job: TrainJob, dataset: SequenceDataset, nproc: int, threads: int, max_items: int,
             init: tuple[SequentialRecommender, dict] | None, emit: Callable[[EpochReport], None],
             should_stop: Callable[[], bool], rendezvous: Rendezvous | None = None) -> Fitted | None:
@@ -84,16 +91,13 @@ def run_job(job: TrainJob, dataset: SequenceDataset, nproc: int, threads: int, m
                                                         "max_items": max_items}))
         if init is not None:
             save_checkpoint(directory / "init.pt", init[0], metrics=init[1])
-        command = torchrun(nproc, directory, rendezvous)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         started = time.monotonic()
-        with (directory / "log.txt").open("w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-            try:
-                if not _relay(process, directory / "progress.jsonl", emit, should_stop):
-                    return None
-            finally:
-                stop(process)
+        process = start(torchrun(nproc, directory, rendezvous), directory, threads)
+        try:
+            if not _relay(process, directory / "progress.jsonl", emit, should_stop):
+                return None
+        finally:
+            stop(process)
         if (process.returncode != 0 and rendezvous is not None and not (directory / STARTED).exists()
                 and time.monotonic() - started >= rendezvous.timeout_s):  # else it failed otherwise (e.g. port taken)
             raise Abort(grpc.StatusCode.FAILED_PRECONDITION, rendezvous.missing())

@@ -11,9 +11,7 @@ directory and starts the next one after a short pause, so one failed job never t
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 from rsir.distributed import check_devices
 from rsir.resources import resolve_device
 from services.common.logs import configure_logging
-from services.trainer.launch import POLL_S, stop, torchrun, workers_output
+from services.trainer.launch import POLL_S, start, stop, torchrun, workers_output
 from services.trainer.rendezvous import Rendezvous
 from services.trainer.settings import TrainerSettings
 
@@ -34,16 +32,13 @@ def run_once(rendezvous: Rendezvous, node_rank: int, nproc: int, threads: int, s
     """One torchrun at the rendezvous, to its end (or until ``stopping``), and a log line on how it ended."""
     with tempfile.TemporaryDirectory(prefix=f"rsir-peer-{node_rank}-") as name:
         directory = Path(name)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         started = time.monotonic()
-        with (directory / "log.txt").open("w") as log:
-            process = subprocess.Popen(torchrun(nproc, directory, rendezvous, node_rank), stdout=log,
-                                       stderr=subprocess.STDOUT, env=env)
-            try:
-                while process.poll() is None and not stopping.wait(POLL_S):
-                    pass
-            finally:
-                stop(process)
+        process = start(torchrun(nproc, directory, rendezvous, node_rank), directory, threads)
+        try:
+            while process.poll() is None and not stopping.wait(POLL_S):
+                pass
+        finally:
+            stop(process)
         if stopping.is_set():
             return
         output = (directory / "log.txt").read_text(errors="replace")

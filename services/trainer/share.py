@@ -3,7 +3,7 @@
 Only node 0 (the trainer service) holds the job's directory; the peers start their workers with an
 empty one. The job spec must reach them before the process group forms (its device chooses gloo
 or nccl), so rank 0 puts ``job.json`` in the TCPStore torchrun's agents met on; the data and the
-checkpoint to continue follow by broadcast once the group is up, and each peer node's local rank 0
+checkpoint to continue follow as byte tensors once the group is up, and each peer node's local rank 0
 writes them to its directory. On one node every rank reads the directory itself, as before.
 """
 
@@ -67,10 +67,10 @@ def receive_files(directory: Path, world: World) -> None:
         data = path.read_bytes() if world.is_main and path.exists() else b""
         size = torch.tensor([len(data)], dtype=torch.int64, device=world.device)
         dist.broadcast(size, src=0)
-        if int(size.item()) == 0:  # no checkpoint to continue
+        if (length := int(size.item())) == 0:  # no checkpoint to continue
             continue
         buffer = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(world.device) if world.is_main
-                  else torch.empty(int(size.item()), dtype=torch.uint8, device=world.device))
+                  else torch.empty(length, dtype=torch.uint8, device=world.device))
         dist.broadcast(buffer, src=0)
         if _writes_files():
             path.write_bytes(buffer.cpu().numpy().tobytes())
