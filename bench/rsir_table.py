@@ -58,11 +58,13 @@ def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.
     data = load_dataset(dataset_name, args.data_dir)
     recipe, config = run_config_from_args(args, given, dataset_name, seed=seed)
     model = config.student.name
-    stem = f"{dataset_name}-{model}-{args.setting or ('paper' if recipe == 'paper' else 'strong')}-seed{seed}"
+    setting = args.setting or ("paper" if recipe == "paper" else "strong")
+    stem = f"{dataset_name}-{model}-{setting}-seed{seed}"
     tag = args.tag if args.tag is not None else f"-recipe-{recipe}"
     done = run_local(data, config, progress=False)
     state = done.state
-    meta = {"dataset": dataset_name, "model": model, "seed": seed, "recipe": recipe, "config": config.to_dict()}
+    meta = {"dataset": dataset_name, "model": model, "setting": setting, "seed": seed, "tag": tag, "recipe": recipe,
+            "config": config.to_dict()}
     iterations = state.iterations
     base = iterations[0].student
     assert base is not None

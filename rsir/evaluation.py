@@ -23,6 +23,7 @@ from scipy import stats
 from rsir.datasets import EvalSplit, SequenceDataset
 from rsir.distributed import World
 from rsir.models import SequentialRecommender
+from rsir.resources import keep_freed_memory
 from rsir.scoring import CatalogueScorer, count_above, rank_block
 
 KS = (5, 10, 20)
@@ -59,6 +60,7 @@ def rank_targets(model: SequentialRecommender, split: EvalSplit, mask_history: b
     in blocks of at most ``batch_size`` whose scores stay within ``rsir.scoring.rank_block``'s cap.
     With ``world``, this rank scores its share of the batches and all ranks get every rank.
     """
+    keep_freed_memory()
     batch_size = rank_block(model.num_items, batch_size)
     was_training = model.training
     model.eval()

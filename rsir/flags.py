@@ -57,6 +57,8 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
                                                   "NDCG@20")
     p.add_argument("--significance", action=argparse.BooleanOptionalAction,
                    help="paired test of the selected iteration against iteration 0")
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction,
+                   help="students after the base start from the previous student's weights")
     p.add_argument("--teacher", help="teacher backbone (default: the student teaches itself)")
     p.add_argument("--teacher-dim", type=int, help="teacher width (default: the student's)")
     p.add_argument("--teacher-layers", type=int, help="teacher depth (default: the student's)")
@@ -89,7 +91,8 @@ def run_config_from_args(args: argparse.Namespace, given: argparse.Namespace, da
         values.pop("seed", None)  # generation's seed is the run's
         if values:
             overrides[section] = values
-    overrides.update({key: typed[key] for key in ("iterations", "early_stop", "significance") if key in typed})
+    run_keys = ("iterations", "early_stop", "significance", "warm_start")
+    overrides.update({key: typed[key] for key in run_keys if key in typed})
     if args.teacher_checkpoint:
         overrides["teacher"] = {"checkpoint": str(args.teacher_checkpoint)}
     elif args.teacher_real_stage is not None:

@@ -7,6 +7,7 @@ generated sequences stay in memory under the handles the stages pass around.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +44,11 @@ class LocalWorkers:
         return self.root.version, describe(self.root)
 
     def train(self, role: str, k: int, dataset: str, model: ModelConfig, config: TrainConfig,
-              init: Trained | None = None) -> Trained:
+              init: Trained | None = None, start: Trained | None = None) -> Trained:
         data, key = self.datasets[dataset], f"{role}-{k}"
         if init is None:
-            result = train(data, model, config, progress=self.progress)
+            weights = None if start is None else copy.deepcopy(self.models[start.checkpoint])
+            result = train(data, model, config, model=weights, progress=self.progress)
         else:
             result = continue_on_real(data, self.models[init.checkpoint], config, valid=init.valid,
                                       best_epoch=init.best_epoch, epochs=init.epochs, seconds=init.seconds,

@@ -16,6 +16,7 @@ depends on the settings and the catalogue alone, so every machine trains the sam
 from __future__ import annotations
 
 import logging
+import threading
 from functools import cache
 from typing import Any
 
@@ -31,6 +32,7 @@ SOFTMAX_BLOCK_ELEMENTS = 1 << 19  # fp32 logits per softmax block on a CPU (2 Mi
 # full softmax: 41,942 items at batch 256 and max_len 50 (beauty, sports, toys and yelp stay below)
 FULL_SOFTMAX_BUDGET_BYTES = 2 << 30
 logger = logging.getLogger(__name__)
+_buffers = threading.local()
 
 
 def full_softmax_bytes(batch_size: int, max_len: int, num_items: int) -> int:
@@ -56,6 +58,25 @@ def _announce(num_items: int, batch_size: int, max_len: int, negatives: int) -> 
                    f"{num_items:,}", need / 2**30, batch_size, max_len, FULL_SOFTMAX_BUDGET_BYTES / 2**30, negatives)
 
 
+def _buffer(rows: int, columns: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """An uninitialised [rows, columns] tensor for the logits, on a CPU reused from the previous step
+    of this thread (grown when a batch needs more): a fresh one of tens of MB is mapped anew by the
+    allocator at every step, and touching its pages the first time costs as much as the product.
+    :func:`release_buffers` returns it; a GPU's caching allocator already reuses the memory."""
+    if device.type != "cpu":
+        return torch.empty(rows, columns, dtype=dtype, device=device)
+    kept = getattr(_buffers, "logits", None)
+    if kept is None or kept.dtype != dtype or kept.numel() < rows * columns:
+        kept = _buffers.logits = None  # the old one is freed before the larger one is made
+        kept = _buffers.logits = torch.empty(rows * columns, dtype=dtype)
+    return kept[:rows * columns].view(rows, columns)
+
+
+def release_buffers() -> None:
+    """Free this thread's logits buffer (training calls it when it ends)."""
+    _buffers.logits = None
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """sum_i scale[i] · CE(hidden[i] @ table.T, target[i]), item 0 (padding) excluded; the
     gradients are computed in the forward pass and scaled by the incoming gradient in backward."""
@@ -64,19 +85,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx: Any, hidden: Tensor, table: Tensor, target: Tensor, scale: Tensor,
                 dtype: torch.dtype) -> Tensor:
         h, t = hidden.to(dtype), table.to(dtype)  # [N, D], [V+1, D]
-        logits = h @ t.T  # [N, V+1], becomes the gradient block by block
+        logits = torch.mm(h, t.T, out=_buffer(len(h), len(t), dtype, h.device))  # [N, V+1], becomes the gradient
         logits[:, 0] = float("-inf")
         n, width = logits.shape
         rows = torch.arange(n, device=logits.device)
-        p_target = torch.empty(n, device=logits.device)
         block = n if logits.is_cuda else max(1, SOFTMAX_BLOCK_ELEMENTS // width)  # a GPU wants few large kernels
         for start in range(0, n, block):
-            part, end = logits[start:start + block], min(start + block, n)
-            p = torch.softmax(part, 1, dtype=torch.float32)
-            p_target[start:end] = p[rows[:end - start], target[start:end]]
-            part.copy_(p.mul_(scale[start:end, None]))  # scale · softmax
-        logits[rows, target] -= scale.to(dtype)  # scale · (softmax − one-hot)
-        ctx.save_for_backward(logits @ t, logits.T @ h)
+            part = logits[start:start + block]
+            part.copy_(torch.softmax(part, 1))  # summed in fp32 inside the kernel, stored in the compute dtype
+        p_target = logits[rows, target].float()
+        logits[rows, target] -= 1  # softmax − one-hot; each row's scale goes on the [N, D] factors instead
+        scaled = (hidden.float() * scale[:, None]).to(dtype)  # [N, D]
+        ctx.save_for_backward((logits @ t).float() * scale[:, None], logits.T @ scaled)
         ctx.dtypes = hidden.dtype, table.dtype
         return -(p_target.clamp_min(torch.finfo(torch.float32).tiny).log() * scale).sum()
 

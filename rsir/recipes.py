@@ -59,6 +59,8 @@ class RunConfig:
     ``seed`` is the run's one seed: it replaces the seeds of ``train``, ``generation`` and the
     teacher's training. ``early_stop``: stop after this many iterations without a better validation
     NDCG@20. ``significance``: paired test of the selected iteration against iteration 0.
+    ``warm_start``: student k > 0 starts from student k − 1's weights; it reaches early stop in fewer
+    epochs, because it begins where the model that generated its synthetic data ended.
     """
 
     iterations: int = setting(1, ge=0, le=20, help="K: generation rounds after the base model")
@@ -70,6 +72,8 @@ class RunConfig:
     early_stop: int | None = setting(None, ge=1, le=20, help="stop after this many iterations without a better "
                                                              "validation NDCG@20")
     significance: bool = setting(True, help="paired test of the selected iteration against iteration 0")
+    warm_start: bool = setting(False, help="each student after the base starts from the previous student's "
+                                            "weights (a fresh Adam) instead of from scratch: fewer epochs")
     seed: int = setting(0, ge=0, le=2**31 - 1, help="the run's one seed (training, generation, the teacher's)")
 
     def __post_init__(self) -> None:

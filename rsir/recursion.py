@@ -106,8 +106,9 @@ class Workers(Protocol):
         """Store D_0: its version and statistics."""
 
     def train(self, role: str, k: int, dataset: str, model: ModelConfig, config: TrainConfig,
-              init: Trained | None = None) -> Trained:
-        """Fit ``model`` on ``dataset``; with ``init``, only continue that model with the real-data stage."""
+              init: Trained | None = None, start: Trained | None = None) -> Trained:
+        """Fit ``model`` on ``dataset``: from scratch, from ``start``'s weights (the whole training), or,
+        with ``init``, only continue that model with the real-data stage."""
 
     def fixed_teacher(self, checkpoint: str) -> Any:
         """The model handle of a fixed teacher checkpoint."""
@@ -164,7 +165,8 @@ def step(state: RunState, config: RunConfig, workers: Workers, name: str = "data
         state.iterations, state.stage = [Iteration(0, version, stats)], Stage.TRAIN_STUDENT
     elif stage is Stage.TRAIN_STUDENT:
         assert it is not None
-        it.student = workers.train("student", k, it.dataset, config.student, config.train)
+        start = state.iterations[k - 1].student if config.warm_start and k > 0 else None
+        it.student = workers.train("student", k, it.dataset, config.student, config.train, start=start)
         scores = [i.student.valid.get(STOP_METRIC, 0.0) for i in state.iterations if i.student is not None]
         state.selected, state.stopped_by = after_student(scores, config.iterations, config.early_stop)
         if state.stopped_by is not None:

@@ -40,11 +40,11 @@ from rsir.datasets import Ragged, SequenceDataset
 from rsir.distributed import World, current
 from rsir.errors import DataError
 from rsir.evaluation import EvalResult, rank_targets, sample_users
-from rsir.losses import next_item_loss
+from rsir.losses import next_item_loss, release_buffers
 from rsir.models import SequentialRecommender, build_model
 from rsir.optim import adam
 from rsir.precision import compute_dtype
-from rsir.resources import peak_memory_mb, resolve_device
+from rsir.resources import keep_freed_memory, peak_memory_mb, resolve_device
 
 logger = logging.getLogger(__name__)
 STOP_METRIC = "ndcg@20"
@@ -247,6 +247,7 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
          model: SequentialRecommender | None, on_epoch: Callable[[EpochReport], None] | None,
          should_stop: Callable[[], bool] | None, progress: bool) -> TrainResult:
     """One stage: Adam on ``dataset`` from ``model`` (or a fresh one) until a stopping rule fires."""
+    keep_freed_memory()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     world = current()
@@ -320,6 +321,7 @@ def _fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfi
                 stopped_by = "patience"
                 break
     bar.close()
+    release_buffers()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

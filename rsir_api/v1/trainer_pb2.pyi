@@ -50,18 +50,20 @@ class TrainSpec(_message.Message):
     def __init__(self, loss: _Optional[str] = ..., negatives: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., time_budget: _Optional[float] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., synthetic_weight: _Optional[float] = ..., eval_batch_size: _Optional[int] = ..., finetune_real: _Optional[bool] = ..., insertion_ratio: _Optional[float] = ..., finetune_lr_scale: _Optional[float] = ..., precision: _Optional[str] = ..., min_delta: _Optional[float] = ..., item_updates: _Optional[str] = ..., valid_users: _Optional[int] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("job_id", "dataset", "model", "train", "init_checkpoint")
+    __slots__ = ("job_id", "dataset", "model", "train", "init_checkpoint", "warm_start")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRAIN_FIELD_NUMBER: _ClassVar[int]
     INIT_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    WARM_START_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     dataset: _common_pb2.DatasetRef
     model: _common_pb2.ModelSpec
     train: TrainSpec
     init_checkpoint: _common_pb2.BlobRef
-    def __init__(self, job_id: _Optional[str] = ..., dataset: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., train: _Optional[_Union[TrainSpec, _Mapping]] = ..., init_checkpoint: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ...) -> None: ...
+    warm_start: bool
+    def __init__(self, job_id: _Optional[str] = ..., dataset: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., train: _Optional[_Union[TrainSpec, _Mapping]] = ..., init_checkpoint: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., warm_start: _Optional[bool] = ...) -> None: ...
 
 class TrainProgress(_message.Message):
     __slots__ = ("epoch", "loss", "valid", "seconds", "best_epoch", "improved")

@@ -178,6 +178,7 @@ class RunSpec(_Spec):
     seed: int | None = setting_field(RunConfig, "seed")
     early_stop: int | None = setting_field(RunConfig, "early_stop")
     significance: bool | None = setting_field(RunConfig, "significance")
+    warm_start: bool | None = setting_field(RunConfig, "warm_start")
 
     @field_validator("dataset")
     @classmethod

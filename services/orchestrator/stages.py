@@ -79,10 +79,11 @@ class ServiceWorkers:
         return record["version"], dataset_stats(record)
 
     def train(self, role: str, k: int, dataset: str, model: ModelConfig, config: TrainConfig,
-              init: Trained | None = None) -> Trained:
+              init: Trained | None = None, start: Trained | None = None) -> Trained:
         job_id = f"{self.run_id}-{k}-{role}"
         ref = self.store.versions.ref(dataset)
-        start = None if init is None else BlobRef(**init.checkpoint)
+        origin = init or start
+        checkpoint = None if origin is None else BlobRef(**origin.checkpoint)
 
         def on_epoch(report: EpochReport) -> None:
             data = {"role": role, "iteration": k, "epoch": report.epoch, "max_epochs": config.max_epochs,
@@ -97,8 +98,9 @@ class ServiceWorkers:
             self.execution.check()
             metrics.calls.labels("trainer").inc()
             try:
-                outcome = trainer.train(job_id, ref, model, config, init=start, on_progress=on_epoch,
-                                        timeout=settings.train_timeout_s, should_stop=self.execution.stop_requested)
+                outcome = trainer.train(job_id, ref, model, config, init=checkpoint, warm_start=start is not None,
+                                        on_progress=on_epoch, timeout=settings.train_timeout_s,
+                                        should_stop=self.execution.stop_requested)
                 break
             except (grpc.RpcError, IncompleteTraining) as exc:
                 self.execution.check()

@@ -34,7 +34,8 @@ class TrainerClient:
         self.policy = policy or RetryPolicy()
 
     def train(self, job_id: str, dataset: DatasetRef, model: ModelConfig, train: TrainConfig, *,
-              init: BlobRef | None = None, on_progress: Callable[[EpochReport], None] | None = None,
+              init: BlobRef | None = None, warm_start: bool = False,
+              on_progress: Callable[[EpochReport], None] | None = None,
               timeout: float | None = None, should_stop: Callable[[], bool] | None = None,
               poll_s: float = 0.2) -> TrainOutcome:
         """Run (or look up) one training job; ``grpc.RpcError`` carries the server's status.
@@ -42,7 +43,7 @@ class TrainerClient:
         ``should_stop`` is polled every ``poll_s`` seconds while the job trains: once true the call
         is cancelled (CANCELLED), which stops the trainer within a batch rather than at the next
         epoch's report."""
-        request = convert.train_request(job_id, dataset, model, train, init)
+        request = convert.train_request(job_id, dataset, model, train, init, warm_start)
         stream = RetryingStream(lambda t: self.stub.Train(request, timeout=t, metadata=self.metadata),
                                 timeout=timeout, policy=self.policy, replay_safe=True)
         done = threading.Event()

@@ -35,12 +35,16 @@ class TrainJob:
     model: ModelConfig
     train: TrainConfig
     init: BlobRef | None = None  # continue this checkpoint with the real-data stage alone
+    warm_start: bool = False  # with init: the whole job from its weights instead
 
     def fingerprint(self) -> str:
         """What makes two requests the same job (the device and the dataset's URI do not)."""
         train = {k: v for k, v in to_dict(self.train).items() if k != "device"}
-        text = json.dumps({"dataset": self.dataset.version, "model": to_dict(self.model), "train": train,
-                           "init": None if self.init is None else self.init.sha256}, sort_keys=True)
+        spec = {"dataset": self.dataset.version, "model": to_dict(self.model), "train": train,
+                "init": None if self.init is None else self.init.sha256}
+        if self.warm_start:  # only when set, so that the jobs recorded before it keep their fingerprints
+            spec["warm_start"] = True
+        text = json.dumps(spec, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -77,16 +81,19 @@ def train_job(request: trainer_pb2.TrainRequest, default_device: str = "auto") -
         train = dataclasses.replace(train, device=default_device)
     init = (blob_ref_from_message(request.init_checkpoint, "init_checkpoint")
             if request.HasField("init_checkpoint") else None)
-    return TrainJob(request.job_id, dataset_ref_from_message(request.dataset), model, train, init)
+    if request.warm_start and init is None:
+        raise ConfigError("warm_start: needs init_checkpoint, the weights to start from")
+    return TrainJob(request.job_id, dataset_ref_from_message(request.dataset), model, train, init, request.warm_start)
 
 
 def train_request(job_id: str, dataset: DatasetRef, model: ModelConfig, train: TrainConfig,
-                  init: BlobRef | None = None) -> trainer_pb2.TrainRequest:
+                  init: BlobRef | None = None, warm_start: bool = False) -> trainer_pb2.TrainRequest:
     request = trainer_pb2.TrainRequest(job_id=job_id, dataset=dataset_ref_to_message(dataset),
                                        model=config_to_message(model, common_pb2.ModelSpec),
                                        train=config_to_message(train, trainer_pb2.TrainSpec))
     if init is not None:
         request.init_checkpoint.CopyFrom(blob_ref_to_message(init))
+    request.warm_start = warm_start
     return request
 
 

@@ -55,11 +55,13 @@ class Fitted:
 
 def fit(dataset: SequenceDataset, model_config: ModelConfig, config: TrainConfig,
         init: tuple[SequentialRecommender, dict] | None, emit: Callable[[EpochReport], None],
-        should_stop: Callable[[], bool] | None = None) -> TrainResult:
+        should_stop: Callable[[], bool] | None = None, warm_start: bool = False) -> TrainResult:
     """A job's training in this process (or rank): a fresh one, or with ``init`` (a published
-    checkpoint's model and the metrics it was published with) the real-data stage alone."""
-    if init is None:
-        return train(dataset, model_config, config, on_epoch=emit, should_stop=should_stop, progress=False)
+    checkpoint's model and the metrics it was published with) the real-data stage alone, or with
+    ``warm_start`` the whole training from ``init``'s weights."""
+    if init is None or warm_start:
+        return train(dataset, model_config, config, model=None if init is None else init[0], on_epoch=emit,
+                     should_stop=should_stop, progress=False)
     model, m = init
     return continue_on_real(dataset, model, config, valid=m["valid"], best_epoch=m["best_epoch"], epochs=m["epochs"],
                             seconds=m["seconds"], on_epoch=emit, should_stop=should_stop, progress=False)
@@ -88,7 +90,7 @@ def run_job(job: TrainJob, dataset: SequenceDataset, nproc: int, threads: int, m
         directory = Path(name)
         dataset.save(directory / "data.npz")
         (directory / "job.json").write_text(json.dumps({"model": to_dict(job.model), "train": to_dict(job.train),
-                                                        "max_items": max_items}))
+                                                        "max_items": max_items, "warm_start": job.warm_start}))
         if init is not None:
             save_checkpoint(directory / "init.pt", init[0], metrics=init[1])
         started = time.monotonic()

@@ -104,7 +104,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
              init: tuple[SequentialRecommender, dict[str, Any]] | None) -> Any:
         """The job as ``work(emit, stop)``: in this process at the service's intra-op thread count (set
         on the thread that runs it), or in ``nproc`` processes (on each node of the rendezvous); ``init``
-        continues a checkpoint with the real-data stage alone."""
+        continues a checkpoint with the real-data stage alone, or is the start of the whole job
+        (``job.warm_start``)."""
         if self.nproc > 1 or self.rendezvous is not None:  # the processes share the service's threads
             threads = max(1, self.threads // self.nproc)
             return lambda emit, stop: run_job(job, dataset, self.nproc, threads, self.max_items, init, emit, stop,
@@ -112,7 +113,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
         def work(emit: Any, stop: Any) -> Fitted:
             with torch_threads(self.threads):
-                return Fitted(fit(dataset, job.model, job.train, init, emit, stop))
+                return Fitted(fit(dataset, job.model, job.train, init, emit, stop, job.warm_start))
         return work
 
     def _init(self, job: convert.TrainJob, dataset: SequenceDataset) -> tuple[SequentialRecommender, dict[str, Any]]:

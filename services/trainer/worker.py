@@ -41,7 +41,7 @@ def run(directory: Path, job: dict, world: World) -> None:
     if (directory / "init.pt").exists():
         model, info = load_checkpoint(directory / "init.pt")
         init = (model, info.metrics)
-    result = fit(dataset, model_config, config, init, emit)
+    result = fit(dataset, model_config, config, init, emit, warm_start=job.get("warm_start", False))
     ranks = evaluate(result.model, dataset, "test", batch_size=config.eval_batch_size, device=world.device,
                      world=world).ranks
     if world.is_main:

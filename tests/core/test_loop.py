@@ -8,14 +8,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
+import rsir.loop
 from rsir.analysis import approximate_entropy, describe, train_view
 from rsir.augmentation import augment, stack_insertion
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
 from rsir.errors import ConfigError
 from rsir.loop import run_local
 from rsir.models import build_model
-from rsir.recipes import RunConfig, TeacherConfig
+from rsir.recipes import RunConfig, TeacherConfig, recipe_names, resolve
 from rsir.recursion import Stage, after_student
 from rsir.training import STOP_METRIC
 
@@ -84,6 +86,31 @@ def test_a_real_stage_teacher_is_the_base_after_its_real_data_stage(small_datase
     assert second.generation["teacher"] == "student-1" and (1, Stage.TRAIN_TEACHER) not in stages
     # the student of iteration 0 is left as it was: the teacher trained a copy
     assert done.result(0).finetune_kept is None
+
+
+def test_warm_started_students_begin_from_the_previous_student(small_dataset, monkeypatch):
+    starts, fit = [], rsir.loop.train
+
+    def spy(data, model_config, config, *, model=None, **kwargs):
+        starts.append(None if model is None else {k: v.clone() for k, v in model.state_dict().items()})
+        return fit(data, model_config, config, model=model, **kwargs)
+
+    monkeypatch.setattr(rsir.loop, "train", spy)
+    done = run_local(small_dataset, _config(iterations=2, warm_start=True), progress=False)
+    assert len(starts) == 3 and starts[0] is None
+    for k in (1, 2):  # each began from the one before, and left it as it was (it trained a copy)
+        previous = done.workers.models[f"student-{k - 1}"].state_dict()
+        assert all(torch.equal(starts[k][name], weights) for name, weights in previous.items())
+        now = done.workers.models[f"student-{k}"].state_dict()
+        assert not all(torch.equal(now[name], weights) for name, weights in previous.items())
+
+
+def test_every_shipped_recipe_resolves():
+    configs = {name: resolve(name, "beauty")[1] for name in recipe_names()}
+    assert {"beauty", "beauty-fast", "default", "demo", "paper"} <= set(configs)
+    fast, full = configs["beauty-fast"], configs["beauty"]
+    assert fast.warm_start and not full.warm_start and fast.train.patience < full.train.patience
+    assert replace(fast, warm_start=False, train=full.train) == full  # otherwise the beauty recipe
 
 
 def test_early_stop_and_selection(small_dataset):

@@ -52,6 +52,24 @@ def test_bf16_stays_close_to_fp32():
         assert b.dtype == a.dtype and ((b - a).norm() / a.norm()).item() < 2e-2
 
 
+def test_the_logits_buffer_is_reused_grown_and_released():
+    """Successive steps write their logits into one buffer, which changes no value or gradient."""
+    losses.release_buffers()
+    results, kept = [], []
+    for n in (37, 20, 50, 37):  # a larger batch grows the buffer, a smaller one reuses it
+        hidden, table, target, weights = _case(n=n)
+        loss = linear_cross_entropy(hidden, table, target, weights)
+        results.append((loss, *torch.autograd.grad(loss, (hidden, table))))
+        kept.append(losses._buffers.logits)
+    assert kept[0] is kept[1] and kept[2] is kept[3] and kept[2].numel() == 50 * 301 > kept[0].numel()
+    hidden, table, target, weights = _case(n=37)
+    again = linear_cross_entropy(hidden, table, target, weights)
+    for a, b in zip(results[-1], (again, *torch.autograd.grad(again, (hidden, table))), strict=True):
+        assert torch.equal(a, b)  # the previous contents of the buffer change nothing
+    losses.release_buffers()
+    assert losses._buffers.logits is None
+
+
 def test_a_sure_target_costs_nothing_and_a_hopeless_one_stays_finite():
     table = torch.zeros(4, 2)
     table[1], table[2] = torch.tensor([100.0, 0.0]), torch.tensor([-100.0, 0.0])

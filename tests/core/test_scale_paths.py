@@ -139,9 +139,10 @@ def test_auto_loss_is_ce_within_the_budget_and_says_when_it_switches(monkeypatch
     assert len(caplog.records) == 1 and "sampled softmax (8 negatives)" in caplog.records[0].getMessage()
 
 
-@pytest.mark.parametrize(("items", "rows"), [(12_101, 1024), (121_010, 554), (1_210_100, 55), (10**9, 8)])
+@pytest.mark.parametrize(("items", "rows"), [(1_000, 1024), (12_101, 519), (121_010, 256), (1_210_100, 55),
+                                             (10**9, 8)])
 def test_rank_block_bounds_the_scores_by_the_catalogue(items, rows):
-    assert rank_block(items, 1024) == rows
+    assert rank_block(items, 1024) == rows and rank_block(items, 100) == min(rows, 100)
     assert rows == 8 or rows * (items + 1) <= RANK_BLOCK_ELEMENTS
 
 

@@ -1,10 +1,11 @@
 """One loop: ``rsir run``, ``POST /runs`` (trainer and generators as real processes) and the bench
 produce the same dataset versions and the same test metrics, hash for hash, from one configuration.
 The configuration exercises every piece of shared semantics at once: a real-data stage for the
-students, the "student after a real-data stage" teacher, Insertion beside the synthetic data,
-selection on validation and the paired test. All three run at one torch thread, as the test stack's
-services do (``services.testing.stack``): the order in which bf16 products are summed, and so the
-last bits of a model, depend on the thread count."""
+students, the "student after a real-data stage" teacher, students warm-started from the previous
+student, Insertion beside the synthetic data, selection on validation and the paired test. All
+three run at one torch thread, as the test stack's services do (``services.testing.stack``): the
+order in which bf16 products are summed, and so the last bits of a model, depend on the thread
+count."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from rsir.recipes import RunConfig, load_recipe
 from services.orchestrator.schemas import RunSpec
 
 SETTINGS = {
-    "iterations": 2, "seed": 3,
+    "iterations": 2, "seed": 3, "warm_start": True,
     "student": {"name": "sasrec", "dim": 16, "layers": 1, "heads": 2, "dropout": 0.2, "max_len": 20},
     "train": {"loss": "ce", "negatives": 16, "batch_size": 128, "lr": 0.01, "patience": 2, "max_epochs": 3,
               "synthetic_weight": 0.5, "finetune_real": True, "finetune_lr_scale": 0.3, "insertion_ratio": 1.0,

@@ -72,7 +72,8 @@ def test_train_job_validation():
                        (_train_request(model=common_pb2.ModelSpec(name="bert")), "model.name: unknown model 'bert'"),
                        (_train_request(dataset=short_version), "dataset.version"),
                        (_train_request(dataset=common_pb2.DatasetRef(version=VERSION)), "dataset.uri"),
-                       (_train_request(train=trainer_pb2.TrainSpec(lr=-1)), "train.lr")]:
+                       (_train_request(train=trainer_pb2.TrainSpec(lr=-1)), "train.lr"),
+                       (_train_request(warm_start=True), "warm_start: needs init_checkpoint")]:
         with pytest.raises(ConfigError, match=match):
             tconv.train_job(bad)
 
@@ -82,6 +83,12 @@ def test_job_fingerprint_ignores_device_and_uri():
     b = tconv.train_job(_train_request(dataset=common_pb2.DatasetRef(uri="s3://b/k", version=VERSION)), "cuda")
     c = tconv.train_job(_train_request(train=trainer_pb2.TrainSpec(seed=1)), "cpu")
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    # a warm start is another job than the real-data stage from the same checkpoint
+    init = common_pb2.BlobRef(uri="file:///c.pt", sha256="ab" * 32)
+    stage = tconv.train_job(_train_request(init_checkpoint=init), "cpu")
+    warm = tconv.train_job(_train_request(init_checkpoint=init, warm_start=True), "cpu")
+    assert warm.warm_start and not stage.warm_start and len({a.fingerprint(), stage.fingerprint(),
+                                                              warm.fingerprint()}) == 3
 
 
 def test_train_messages_round_trip():

@@ -30,12 +30,17 @@ def data():
 def test_two_process_job_streams_the_one_process_epochs_and_publishes_rank_zero(tmp_path, data):
     outcomes: dict[int, convert.TrainOutcome] = {}
     progress: dict[int, list[EpochReport]] = {}
+    warm: dict[int, list[EpochReport]] = {}
     for nproc in (1, 2):
         store, servicer = serve(tmp_path, nproc)
         ref = publish_dataset(store, data)
         with running(servicer) as server, TrainerClient(f"127.0.0.1:{server.port}") as client:
-            progress[nproc] = []
+            progress[nproc], warm[nproc] = [], []
             outcomes[nproc] = client.train("ddp", ref, MODEL, TRAIN, on_progress=progress[nproc].append, timeout=120)
+            # the workers start a warm job from the checkpoint: its first epoch begins where "ddp" ended
+            client.train("warm", ref, MODEL, TRAIN, init=outcomes[nproc].checkpoint, warm_start=True,
+                         on_progress=warm[nproc].append, timeout=120)
+        assert len(warm[nproc]) == 2 and warm[nproc][0].loss < progress[nproc][1].loss
     one, two = outcomes[1], outcomes[2]
     assert [p.epoch for p in progress[2]] == [1, 2] and two.epochs == 2 and two.stopped_by == "max_epochs"
     assert np.abs(np.array([p.loss for p in progress[2]]) - [p.loss for p in progress[1]]).max() < 1e-4

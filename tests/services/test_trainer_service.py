@@ -83,6 +83,18 @@ def test_the_real_data_stage_streams_on_and_publishes_the_better_stage(env, teac
     assert plain.finetune_kept is None and plain.insertion_sequences == 0
 
 
+def test_a_warm_start_trains_the_whole_job_from_the_checkpoint(env, teacher):
+    base = env.client.train("warm-base", env.dataset, MODEL, TRAIN, timeout=120)
+    noise = [np.arange(1, 7) + i for i in range(20)]
+    augmented = publish_dataset(env.store, teacher.dataset.with_synthetic(noise))
+    progress = []
+    still = replace(TRAIN, lr=1e-12, finetune_real=True)  # the weights barely move: epoch 1 ranks as the base
+    warm = env.client.train("warm-student", augmented, MODEL, still, init=base.checkpoint, warm_start=True,
+                            on_progress=progress.append, timeout=120)
+    assert len(progress) == warm.epochs == 4 and warm.finetune_kept is not None  # both stages, not the second alone
+    assert progress[0].valid["ndcg@20"] == pytest.approx(base.valid["ndcg@20"], abs=1e-6)
+
+
 def test_repeated_job_id_returns_the_stored_result(env):
     first = env.client.train("once", env.dataset, MODEL, TRAIN, timeout=120)
     progress = []
