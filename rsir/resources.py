@@ -26,7 +26,7 @@ def keep_freed_memory() -> bool:
     the heap back above its trim threshold; it raises both as it sees large blocks freed, but a
     process that keeps its largest tensors (the loss's logits buffer) never shows it one, and the
     tensors of a few MB that every training step makes (the item table's gradients) stay new pages
-    each step, whose first touch (page faults) costs a tenth of a step. This sets the thresholds to
+    each step, whose first touch (page faults) costs up to a sixth of a step. This sets the thresholds to
     32 MiB (glibc's largest mmap threshold) and 256 MiB. A no-op off glibc."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False

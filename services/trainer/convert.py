@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from rsir.config import ModelConfig, TrainConfig, to_dict
 from rsir.errors import ConfigError
@@ -40,7 +41,7 @@ class TrainJob:
     def fingerprint(self) -> str:
         """What makes two requests the same job (the device and the dataset's URI do not)."""
         train = {k: v for k, v in to_dict(self.train).items() if k != "device"}
-        spec = {"dataset": self.dataset.version, "model": to_dict(self.model), "train": train,
+        spec: dict[str, Any] = {"dataset": self.dataset.version, "model": to_dict(self.model), "train": train,
                 "init": None if self.init is None else self.init.sha256}
         if self.warm_start:  # only when set, so that the jobs recorded before it keep their fingerprints
             spec["warm_start"] = True
