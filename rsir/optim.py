@@ -34,15 +34,18 @@ def lazy_item_updates(model: SequentialRecommender, config: TrainConfig, world: 
 @contextmanager
 def adam(model: SequentialRecommender, config: TrainConfig,
          world: World | None) -> Iterator[list[torch.optim.Optimizer]]:
-    """The optimisers of one training stage (step each of them); with lazy item updates the
-    table's embedding yields sparse gradients for as long as the stage runs."""
-    if not lazy_item_updates(model, config, world):
-        yield [torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)]
-        return
-    table = model.item_emb.weight
-    rest = [p for p in model.parameters() if p is not table]
-    model.item_emb.sparse = True
+    """The optimisers of one training stage (step each of them); with lazy item updates, or the full
+    softmax in one process, the table's embedding yields sparse gradients for as long as the stage runs."""
+    table, lazy = model.item_emb.weight, lazy_item_updates(model, config, world)
+    # with the full softmax in one process, the input lookups' sparse gradient is added into the loss's
+    # dense one row by row, instead of through a zeroed copy of the whole table every step
+    full = resolve_loss(config, model.num_items, model.config.max_len) == "ce"
+    model.item_emb.sparse = lazy or (full and world is None)
     try:
-        yield [torch.optim.Adam(rest, lr=config.lr, fused=True), torch.optim.SparseAdam([table], lr=config.lr)]
+        if lazy:
+            rest = [p for p in model.parameters() if p is not table]
+            yield [torch.optim.Adam(rest, lr=config.lr, fused=True), torch.optim.SparseAdam([table], lr=config.lr)]
+        else:
+            yield [torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)]
     finally:
         model.item_emb.sparse = False

@@ -114,8 +114,11 @@ class SequentialRecommender(nn.Module, ABC):
         state [B, D]. Costs one position, not a re-encoding."""
 
     def item_table(self) -> Tensor:
-        """Output embeddings of the catalogue [V+1, D] (row 0 is padding)."""
-        return self.item_emb.weight[: self.num_items + 1]
+        """Output embeddings of the catalogue [V+1, D] (row 0 is padding): the embedding table itself
+        where it holds no extra tokens, since the backward of a slice writes a zeroed copy of the
+        whole table every training step."""
+        weight = self.item_emb.weight
+        return weight if len(weight) == self.num_items + 1 else weight[: self.num_items + 1]
 
     def score(self, hidden: Tensor) -> Tensor:
         """Scores of every item: hidden [N, D] → [N, V+1]; padding gets -inf."""

@@ -184,6 +184,27 @@ def test_lazy_item_updates_move_only_the_rows_a_step_touched():
     assert moved["dense"].all()
 
 
+def test_the_full_softmax_adds_the_lookups_gradient_row_by_row():
+    """In one process the input lookups give sparse gradients, which the loss's dense gradient of the
+    whole table absorbs: the same dense gradient as the dense lookups', without a zeroed table."""
+    sequences = Ragged.from_list([np.arange(1, 11), np.arange(101, 111), np.arange(5, 40, 3)])
+    batch = packed_batch(sequences, np.array([0, 1, 2]), SMALL_MODEL.max_len)
+    tensors = {k: torch.from_numpy(v) for k, v in vars(batch).items()}
+    config = TrainConfig(loss="ce", precision="fp32")
+    model = build_model(SMALL_MODEL, num_items=500)
+    torch.manual_seed(0)  # the same dropout both times
+    next_item_loss(model, tensors, torch.ones(3), config).backward()
+    dense = model.item_emb.weight.grad.clone()
+    model.zero_grad(set_to_none=True)
+    with adam(model, config, None):
+        assert model.item_emb.sparse
+        torch.manual_seed(0)
+        next_item_loss(model, tensors, torch.ones(3), config).backward()
+    grad = model.item_emb.weight.grad
+    assert not grad.is_sparse and not model.item_emb.sparse
+    torch.testing.assert_close(grad, dense, rtol=1e-6, atol=1e-8)
+
+
 def test_validation_ranks_the_same_bounded_sample_of_users_every_epoch(small_dataset):
     split = small_dataset.evaluation("valid", SMALL_MODEL.max_len)
     assert sample_users(split, 0, seed=0) is split and sample_users(split, len(split.targets), 0) is split
