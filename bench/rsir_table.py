@@ -74,7 +74,8 @@ def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.
         assert it.student is not None and prev.generation is not None
         _save(args.out, f"{stem}-rsir{it.iteration}{tag}", {
             "method": "rsir", "iteration": it.iteration, **meta, "dataset_version": it.dataset,
-            "teacher": "student" if config.teacher is None else asdict(config.teacher),
+            "teacher": config.generator.name if config.generator else "checkpoint",
+            "teacher_config": None if config.teacher is None else asdict(config.teacher),
             "generation": asdict(config.generation), "gen_stats": prev.generation["stats"], "merge": prev.merge,
             "generation_seconds": prev.timings.get("generate"), "selected": state.selected == it.iteration,
             "data": it.dataset_stats, **_trained(it.student)}, done.workers.ranks(it.student.ranks))

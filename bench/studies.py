@@ -37,17 +37,6 @@ def _bases() -> dict[tuple, dict]:
             if r["method"] == "base" and not r.get("tag")}
 
 
-def _teacher(row: dict) -> str:
-    """The backbone that generated a row's data: earlier rows name it; rows of the product's loop say
-    ``student`` (it taught itself) or hold the teacher's settings."""
-    teacher = row.get("teacher", row["model"])
-    if teacher == "student":
-        return row["model"]
-    if isinstance(teacher, dict):
-        return (teacher.get("model") or {}).get("name") or "checkpoint"
-    return teacher
-
-
 def _mean(rows: list[dict], split: str = "test") -> dict[str, float]:
     return {m: float(np.mean([r[split][m] for r in rows])) for m in METRICS}
 
@@ -74,7 +63,7 @@ def sweeps() -> str:
     bases = _bases()
     groups: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records.load("rsir/*.json"):
-        if r["method"] != "rsir" or r["iteration"] != 1 or _teacher(r) != r["model"]:
+        if r["method"] != "rsir" or r["iteration"] != 1 or r.get("teacher", r["model"]) != r["model"]:
             continue
         for param in SWEPT:
             default = {k: v for k, v in DEFAULT.items() if k not in UNUSED | {param}}
@@ -137,7 +126,7 @@ def recursion() -> str:
     runs: dict[tuple, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in records.load("rsir/*.json"):
         if r["method"] == "rsir":
-            run = (r["dataset"], r["model"], r["setting"], r.get("tag", ""), _teacher(r))
+            run = (r["dataset"], r["model"], r["setting"], r.get("tag", ""), r.get("teacher", r["model"]))
             runs[run][r["iteration"]][r["seed"]] = r
     lines = ["| dataset | model | setting | run | k | seeds | added | valid N@20 | test N@10 | N@20 | R@10 | R@20 | "
              "ΔR@10 vs k − 1 | p (t-test) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -172,7 +161,7 @@ def teacher_student() -> str:
     groups: dict[tuple, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records.load("rsir/*.json"):
         if r["method"] == "rsir" and r["iteration"] == 1:
-            groups[(r["dataset"], r["setting"], _recipe(r))][(_teacher(r), r["model"])].append(r)
+            groups[(r["dataset"], r["setting"], _recipe(r))][(r.get("teacher", r["model"]), r["model"])].append(r)
     out = []
     for (dataset, setting, recipe), cells in sorted(groups.items()):
         teachers = sorted({t for t, _ in cells})
