@@ -4,14 +4,18 @@ A thin driver of the product's own loop: every (dataset, seed) runs a recipe (``
 the same resolution as ``rsir run`` and ``POST /runs``) through ``rsir.loop.run_local``, and the
 JSON rows are read off the run's state: the base model (iteration 0) and one row per RSIR
 iteration. Reordering and Insertion then add exactly as many sequences as RSIR's first iteration
-did and train with the same settings (``--baselines``). Per-user test ranks are kept
-(``bench/results/rsir/ranks``, not in git) so ``summarize.py`` can run paired tests across seeds.
+did, or a multiple (``--baseline-scale 2``), and train with the same settings (``--baselines``).
+Per-user test ranks are kept (``bench/results/rsir/ranks``, not in git) so ``summarize.py`` can run
+paired tests across seeds.
 
 Examples::
 
     python bench/rsir_table.py --datasets beauty --seeds 0 1 2                 # the beauty recipe
     python bench/rsir_table.py --datasets sports --recipe paper --iterations 3 --tau inf --tag no-fidelity
     python bench/rsir_table.py --datasets toys --baselines insertion reorder --no-finetune-real
+    python bench/rsir_table.py --datasets toys --recipe paper --model gru --iterations 0 --tag "" --save-base models
+    python bench/rsir_table.py --datasets toys --recipe paper --teacher-checkpoint models/toys-gru-paper-seed0.pt \\
+        --seeds 0 --tag teacher-gru
 
 Every flag of ``rsir run`` that overrides a recipe is taken here too (``rsir.flags.add_run_flags``).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
 import time
 from dataclasses import asdict, replace
@@ -31,9 +36,12 @@ import numpy as np
 from rsir import jsonio
 from rsir.analysis import describe
 from rsir.augmentation import augment
+from rsir.checkpoint import save_checkpoint
+from rsir.config import ModelConfig
 from rsir.flags import add_run_flags, given_flags, run_config_from_args
 from rsir.loop import LocalRun, run_local
-from rsir.recursion import Trained
+from rsir.recipes import RunConfig
+from rsir.recursion import RunState, Trained
 from rsir.resources import machine
 from rsir.sources import load_dataset
 
@@ -54,6 +62,16 @@ def _trained(record: Trained) -> dict[str, Any]:
             "insertion_sequences": record.insertion_sequences}
 
 
+def _teacher_config(config: RunConfig, generator: ModelConfig) -> dict[str, Any] | None:
+    """The run's teacher settings; a fixed checkpoint by its file name and the backbone it holds."""
+    if config.teacher is None:
+        return None
+    teacher = asdict(config.teacher)
+    if config.teacher.checkpoint is not None:
+        teacher.update(checkpoint=Path(config.teacher.checkpoint).name, model=asdict(generator))
+    return teacher
+
+
 def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.Namespace) -> LocalRun:
     data = load_dataset(dataset_name, args.data_dir)
     recipe, config = run_config_from_args(args, given, dataset_name, seed=seed)
@@ -61,26 +79,39 @@ def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.
     setting = args.setting or ("paper" if recipe == "paper" else "strong")
     stem = f"{dataset_name}-{model}-{setting}-seed{seed}"
     tag = args.tag if args.tag is not None else f"-recipe-{recipe}"
-    done = run_local(data, config, progress=False)
+    start = time.perf_counter()
+
+    def report(state: RunState) -> None:  # one line per committed stage: where a long run stands
+        print(f"{stem}{tag}: iteration {state.iteration}, next {state.stage.value} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+    done = run_local(data, config, progress=False, on_stage=report)
     state = done.state
     meta = {"dataset": dataset_name, "model": model, "setting": setting, "seed": seed, "tag": tag, "recipe": recipe,
             "config": config.to_dict()}
     iterations = state.iterations
     base = iterations[0].student
     assert base is not None
+    if args.save_base:  # a teacher for other runs' --teacher-checkpoint (the teacher × student matrix)
+        args.save_base.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(args.save_base / f"{stem}.pt", done.workers.models[base.checkpoint], config.train,
+                        dataset_version=iterations[0].dataset, metrics=base.valid)
+    generator = config.generator or done.workers.models["fixed"].config  # a fixed checkpoint names its own
     _save(args.out, f"{stem}-base{tag}", {"method": "base", **meta, "data": iterations[0].dataset_stats,
                                           **_trained(base)}, done.workers.ranks(base.ranks))
     for prev, it in itertools.pairwise(iterations):
         assert it.student is not None and prev.generation is not None
         _save(args.out, f"{stem}-rsir{it.iteration}{tag}", {
             "method": "rsir", "iteration": it.iteration, **meta, "dataset_version": it.dataset,
-            "teacher": config.generator.name if config.generator else "checkpoint",
-            "teacher_config": None if config.teacher is None else asdict(config.teacher),
+            "teacher": generator.name,
+            "teacher_config": _teacher_config(config, generator),
             "generation": asdict(config.generation), "gen_stats": prev.generation["stats"], "merge": prev.merge,
             "generation_seconds": prev.timings.get("generate"), "selected": state.selected == it.iteration,
             "data": it.dataset_stats, **_trained(it.student)}, done.workers.ranks(it.student.ranks))
-    added = iterations[0].merge["added"] if iterations[0].merge else 0
+    added = round(args.baseline_scale * (iterations[0].merge["added"] if iterations[0].merge else 0))
     train = replace(config.train, insertion_ratio=0.0)  # the baselines' own sequences are their augmentation
+    if args.baseline_scale != 1:  # -x2 right after the weight, as summarize.py looks for it: -w0.5-x2-ft
+        meta["tag"] = tag = re.sub(r"^(-w[\d.]+)?", rf"\g<1>-x{args.baseline_scale:g}", tag, count=1)
     for method in args.baselines:
         augmented = augment(data, method, added, seed=seed, max_len=config.student.max_len)
         done.workers.datasets[augmented.version] = augmented
@@ -95,11 +126,14 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["beauty", "sports", "toys"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--baselines", nargs="*", default=[], choices=["reorder", "insertion"])
+    parser.add_argument("--baseline-scale", type=float, default=1.0,
+                        help="the baselines add this many times what RSIR's first iteration added (rows -x<scale>)")
     add_run_flags(parser)  # the recipe and anything over it, as `rsir run` takes them
     parser.add_argument("--setting", help="the rows' setting label (default: 'paper' for the paper recipe, "
                                           "else 'strong')")
     parser.add_argument("--tag", help="suffix of the rows' names (default: -recipe-<name>)")
     parser.add_argument("--data-dir")
+    parser.add_argument("--save-base", type=Path, help="also save each base model here as <row stem>.pt")
     parser.add_argument("--out", type=Path, default=OUT, help="where the rows go (default: bench/results/rsir)")
     args = parser.parse_args()
     if args.tag and not args.tag.startswith("-"):

@@ -1,7 +1,8 @@
 """The paper's studies, read from bench/results/rsir/*.json: Markdown tables and PNGs.
 
 * sweeps of τ and of p around the default recipe (paper Tables 7 and 8, Fig. 3);
-* recursion over iterations (Table 6 and Fig. 6; the τ = ∞ ablation of Table 2 is one such run);
+* recursion over iterations (Table 6 and Fig. 6);
+* the fidelity check on and off over iterations (Table 2: a τ = ∞ run against its partner);
 * teacher × student: how much one backbone's generated data lifts another (Fig. 4).
 
 Every gain is paired against the student's own base model on the same users, seeds pooled; a
@@ -11,6 +12,7 @@ matrix two teachers).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -154,16 +156,92 @@ def recursion() -> str:
             else "_no run of two or more iterations yet_\n")
 
 
+def fidelity_ablation() -> str:
+    """With and without the fidelity check over iterations (paper Table 2): a run tagged
+    ``-no-fidelity<rest>`` (τ = ∞: every generated step kept) against the run tagged
+    ``-fidelity<rest>``, else ``<rest>``, iteration by iteration, paired over the seeds both ran;
+    a PNG of test R@10 and NDCG@10 per iteration."""
+    bases = _bases()
+    runs: dict[tuple, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records.load("rsir/*.json"):
+        if r["method"] == "rsir" and r.get("teacher", r["model"]) == r["model"]:
+            runs[(r["dataset"], r["model"], r["setting"], r.get("tag", ""))][r["iteration"]][r["seed"]] = r
+    lines = ["| dataset | model | setting | run | k | seeds | added w/o | added w | w/o N@10 | w/o R@10 | w N@10 | "
+             "w R@10 | ΔR@10 w vs w/o | p (t-test) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, model, setting, tag), without in sorted(runs.items()):
+        if not tag.startswith("-no-fidelity"):
+            continue
+        rest = tag.removeprefix("-no-fidelity")
+        key = next((k for k in ((dataset, model, setting, f"-fidelity{rest}"), (dataset, model, setting, rest))
+                    if k in runs), None)
+        if key is None:
+            continue
+        ks = [k for k in sorted(without) if k in runs[key]]
+        seeds = sorted(set.intersection(*(set(arm[k]) for arm in (without, runs[key]) for k in ks)))
+        seeds = [s for s in seeds if (dataset, model, setting, s) in bases]
+        if not ks or not seeds:
+            continue
+        base = [bases[(dataset, model, setting, s)] for s in seeds]
+        arms = {"w/o": [base] + [[without[k][s] for s in seeds] for k in ks],
+                "w": [base] + [[runs[key][k][s] for s in seeds] for k in ks]}
+        for k in range(len(ks) + 1):
+            cells = " | ".join(f"{_mean(arms[a][k])['ndcg@10']:.4f} | {_mean(arms[a][k])['recall@10']:.4f}"
+                               for a in ("w/o", "w"))
+            added = " | ".join(f"{np.mean([r.get('merge', {}).get('added', 0) for r in arms[a][k]]):.0f}"
+                               for a in ("w/o", "w"))
+            gain = _gain_or_means(arms["w/o"][k], arms["w"][k]) if k else "– | –"
+            lines.append(f"| {dataset} | {model} | {setting} | {tag.lstrip('-')} | {k} | {len(seeds)} | {added} | "
+                         f"{cells} | {gain} |")
+        _plot_ablation(arms, records.RESULTS / f"fidelity-{dataset}-{model}-{setting}{rest}.png",
+                       f"{dataset}, {model} ({setting}){f', {rest[1:]}' if rest else ''}, "
+                       f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
+    return ("\n".join(lines) + "\n" if len(lines) > 2 else "_no run without the fidelity check yet_\n")
+
+
+def _gain_or_means(before: list[dict], after: list[dict]) -> str:
+    """``_gain``, or the change of the mean R@10 with no p where neither ranks nor a recorded test exist
+    (rows from before the tests were recorded)."""
+    try:
+        return _gain(before, after)
+    except FileNotFoundError:
+        change = _mean(after)["recall@10"] / _mean(before)["recall@10"] - 1
+        return f"{100 * change:+.1f} % | – (no ranks)"
+
+
+def _plot_ablation(arms: dict[str, list[list[dict]]], path: Path, title: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, metric in zip(axes, ("recall@10", "ndcg@10"), strict=True):
+        for arm, style in (("w", "-o"), ("w/o", "--s")):
+            ax.plot(range(len(arms[arm])), [_mean(rows)[metric] for rows in arms[arm]], style,
+                    label=f"{arm} fidelity check")
+        ax.set(xlabel="iteration K", ylabel=f"test {metric}", xticks=range(len(arms["w"])))
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Fidelity check on and off (paper Table 2): {title}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def teacher_student() -> str:
     """One RSIR iteration where the data comes from another backbone's base model (Fig. 4): the
-    student's ΔR@10 against its own base, for every teacher that ran with the same recipe."""
+    student's ΔR@10 against its own base (the run's ``base<tag>`` row where it has one), for every
+    teacher that ran with the same recipe. A study is the rows' tag less ``-teacher-<name>``, so a
+    rerun of the matrix under its own tag (``-fig4``) stands apart from older rows."""
     bases = _bases()
+    own = {records.name(r): r for r in records.load("rsir/*.json") if r["method"] == "base"}
     groups: dict[tuple, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records.load("rsir/*.json"):
         if r["method"] == "rsir" and r["iteration"] == 1:
-            groups[(r["dataset"], r["setting"], _recipe(r))][(r.get("teacher", r["model"]), r["model"])].append(r)
+            study = re.sub(r"-teacher-[a-z0-9]+", "", r.get("tag", ""))
+            cell = (r.get("teacher", r["model"]), r["model"])
+            groups[(r["dataset"], r["setting"], study, _recipe(r))][cell].append(r)
+
+    def base_of(r: dict) -> dict:
+        mine = own.get(records.name({**r, "method": "base"}))
+        return mine if mine is not None else bases[(r["dataset"], r["model"], r["setting"], r["seed"])]
+
     out = []
-    for (dataset, setting, recipe), cells in sorted(groups.items()):
+    for (dataset, setting, study, recipe), cells in sorted(groups.items()):
         teachers = sorted({t for t, _ in cells})
         students = sorted({s for _, s in cells})
         if all(t == s for t, s in cells):  # every student taught itself: no matrix to show
@@ -173,22 +251,22 @@ def teacher_student() -> str:
         for i, teacher in enumerate(teachers):
             texts = []
             for j, student in enumerate(students):
-                rs = cells.get((teacher, student), [])
+                rs = sorted(cells.get((teacher, student), []), key=lambda r: r["seed"])
                 if not rs:
                     texts.append("–")
                     continue
-                base = [bases[(dataset, student, setting, r["seed"])] for r in rs]
-                test = records.paired(base, rs)
+                test = records.paired([base_of(r) for r in rs], rs)
                 gains[i, j] = 100 * test["relative"]
                 seeds = f"{len(rs)} seed{'s' if len(rs) > 1 else ''}"
                 texts.append(f"{gains[i, j]:+.1f} % (p = {test['p_ttest']:.3f}, "
                              f"R@10 {_mean(rs)['recall@10']:.4f}, {seeds})")
             rows.append(f"| {teacher} | {' | '.join(texts)} |")
         settings = dict(recipe)
-        label = (f"{dataset}, {setting} setting, τ = {settings['tau']:g}, p = {settings['p']:g}, m = {settings['m']}, "
-                 f"synthetic weight {settings['synthetic_weight']:g}")
+        label = (f"{dataset}, {setting} setting{f', rows tagged {study}' if study else ''}, τ = {settings['tau']:g}, "
+                 f"p = {settings['p']:g}, m = {settings['m']}, synthetic weight {settings['synthetic_weight']:g}")
         out.append(f"{label}: ΔR@10 of the student against its own base\n\n" + "\n".join(rows) + "\n")
-        _plot_matrix(gains, teachers, students, records.RESULTS / f"teacher-student-{dataset}-{setting}.png", label)
+        _plot_matrix(gains, teachers, students, records.RESULTS / f"teacher-student-{dataset}-{setting}{study}.png",
+                     label)
     return "\n".join(out) if out else "_no student taught by another backbone yet_\n"
 
 

@@ -249,6 +249,10 @@ def main() -> None:
         + studies.sweeps()
         + "\n## Recursion over iterations (paper Table 6, Fig. 6; bench/rsir_table.py --iterations)\n\n"
         + studies.recursion()
+        + "\n## The fidelity check on and off (paper Table 2; bench/rsir_table.py --tau inf --tag no-fidelity)\n\n"
+        + "Each iteration of a run with every generated step kept (τ = ∞, `w/o`) against the same recipe with the "
+        + "fidelity check (`w`); k = 0 is the shared base. Paired over the seeds both ran "
+        + "(`fidelity-<dataset>-<model>-<setting>.png`).\n\n" + studies.fidelity_ablation()
         + "\n## Teacher × student (paper Fig. 4; bench/rsir_table.py --teacher)\n\n" + studies.teacher_student()
         + "\n## Where the gains come from (bench/gains_by_group.py)\n\n"
         + "Users split by the items before their test target, by how often the target occurs in the "

@@ -8,37 +8,53 @@ PROVENANCE.md): the most recent ``max_len`` items of each user, minus the two he
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import numpy as np
 
-from rsir.datasets import SequenceDataset
+from rsir.datasets import Ragged, SequenceDataset
+
+
+def _phi(rows: Ragged, width: int) -> np.ndarray:
+    """Φ(width) of every row, all at once: the mean over a row's windows of the log share of that
+    row's windows equal to it (r = 0: similar means identical). Rows need ≥ width items. [S]"""
+    lengths = rows.lengths
+    windows = lengths - width + 1  # [S]
+    seq = np.repeat(np.arange(len(lengths)), windows)  # [W] the row of each window
+    first = np.cumsum(windows) - windows
+    start = rows.offsets[:-1][seq] + np.arange(len(seq)) - first[seq]  # [W] window starts
+    items = rows.values.astype(np.int64)
+    base = int(items.max(initial=0)) + 1
+    key = items[start]
+    for offset in range(1, width):  # fold a window into one int64 id, a column at a time: dense id × base + item
+        key = np.unique(key, return_inverse=True)[1].reshape(-1) * base + items[start + offset]
+    window = np.unique(key, return_inverse=True)[1].reshape(-1)
+    _, inverse, counts = np.unique(seq * (int(window.max(initial=0)) + 1) + window, return_inverse=True,
+                                   return_counts=True)
+    counts = counts[inverse.reshape(-1)]  # [W] how many windows of its row equal each window
+    return np.bincount(seq, weights=np.log(counts), minlength=len(lengths)) / windows - np.log(windows)
+
+
+def approximate_entropies(rows: Ragged, m: int = 2) -> np.ndarray:
+    """ApEn(m, r=0) of every row (Pincus 1991, with exact matching as in App. E); NaN where a row is
+    shorter than m + 2 (no (m+1)-windows to compare). Vectorised over rows: no Python per row. [S]"""
+    out = np.full(len(rows), np.nan)
+    index = np.flatnonzero(rows.lengths >= m + 2)
+    if len(index):
+        long = rows.take(index)
+        out[index] = _phi(long, m) - _phi(long, m + 1)
+    return out
 
 
 def approximate_entropy(sequence: np.ndarray, m: int = 2) -> float | None:
-    """ApEn(m, r=0) of one item sequence (Pincus 1991, with exact matching as in App. E).
-
-    With r = 0 two windows are similar only if identical. None when the sequence is shorter than
-    m + 2 (no (m+1)-windows to compare).
-    """
-    n = len(sequence)
-    if n < m + 2:
-        return None
-    values = sequence.tolist()
-
-    def phi(width: int) -> float:
-        windows = [tuple(values[k:k + width]) for k in range(n - width + 1)]
-        counts = Counter(windows)
-        total = len(windows)
-        return sum(math.log(counts[w] / total) for w in windows) / total
-
-    return phi(m) - phi(m + 1)
+    """ApEn(m, r=0) of one item sequence; None when it is shorter than m + 2."""
+    value = approximate_entropies(Ragged.from_list([np.asarray(sequence)]), m)[0]
+    return None if np.isnan(value) else float(value)
 
 
 def mean_approximate_entropy(dataset: SequenceDataset, m: int = 2) -> float:
     """Mean ApEn over the dataset's sequences that are long enough."""
-    values = [v for v in (approximate_entropy(dataset.sequence(i), m) for i in range(len(dataset))) if v is not None]
-    return float(np.mean(values)) if values else float("nan")
+    values = approximate_entropies(dataset.sequences, m)
+    return float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
 
 
 def train_view(dataset: SequenceDataset, max_len: int = 50) -> dict[str, float]:

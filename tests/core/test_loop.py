@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import rsir.loop
-from rsir.analysis import approximate_entropy, describe, train_view
+from rsir.analysis import approximate_entropies, approximate_entropy, describe, train_view
 from rsir.augmentation import augment, stack_insertion
 from rsir.config import GenerationConfig, ModelConfig, TrainConfig
+from rsir.datasets import Ragged
 from rsir.errors import ConfigError
 from rsir.loop import run_local
 from rsir.models import build_model
@@ -174,6 +175,22 @@ def test_approximate_entropy_by_hand():
     # all-distinct sequence: every window is unique
     assert approximate_entropy(np.array([4, 5, 6, 7])) == pytest.approx(math.log(1 / 3) - math.log(1 / 2))
     assert approximate_entropy(np.array([1, 2, 3])) is None
+
+
+def test_approximate_entropies_match_the_definition_row_by_row():
+    # the vectorised ApEn of many rows, repeats included, against Φ computed window by window
+    def by_definition(row: list[int], m: int = 2) -> float:
+        def phi(width: int) -> float:
+            windows = [tuple(row[k:k + width]) for k in range(len(row) - width + 1)]
+            return sum(math.log(windows.count(w) / len(windows)) for w in windows) / len(windows)
+        return phi(m) - phi(m + 1) if len(row) >= m + 2 else math.nan
+
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(1, 4, size=rng.integers(0, 12)) for _ in range(300)]
+    got = approximate_entropies(Ragged.from_list(rows))
+    expected = [by_definition(row.tolist()) for row in rows]
+    assert np.isnan(got).sum() == sum(len(row) < 4 for row in rows)
+    np.testing.assert_allclose(got, expected, equal_nan=True)
 
 
 def test_train_view_matches_the_papers_counting():
