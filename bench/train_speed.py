@@ -7,8 +7,9 @@ batch 256, max length 50, Adam 1e-3, leave-one-out full ranking, early stop on v
 and ours with the strong config (``configs/beauty-sasrec-strong.toml``). ``--epochs N`` times N
 epochs of RecBole and ``--our-epochs M`` M of ours; ``--full`` runs all to early stop.
 ``--concurrent`` runs RecBole beside ours (``--threads`` each, default 1), so that both see the same
-load on a shared machine. Records seconds per epoch (training alone and with validation, wall and
-CPU), epochs to the best, time to early stop, peak RSS, test metrics and the speedup; writes
+load on a shared machine. ``--device cuda --systems rsir rsir_strong`` times ours on a GPU. Records
+seconds per epoch (training alone and with validation, wall and CPU), epochs to the best, time to
+early stop, peak RSS, test metrics and the speedup; writes
 ``bench/results/train-speed-<data>-<tag>.json``. docs/train-speed.md says what it measures.
 """
 
@@ -159,7 +160,8 @@ def record(args: argparse.Namespace, counts: dict[str, int], runs: dict[str, dic
 def output_path(args: argparse.Namespace) -> Path:
     name = args.data if args.data in BENCHMARKS else Path(args.data).stem
     mode = "full" if args.full else f"epochs{args.epochs}"
-    tag = args.tag or f"{mode}-{args.threads}t{'-concurrent' if args.concurrent else ''}"
+    where = f"{args.threads}t" if args.device == "cpu" else args.device.replace(":", "")
+    tag = args.tag or f"{mode}-{where}{'-concurrent' if args.concurrent else ''}"
     return HERE / "results" / f"train-speed-{name}-{tag}.json"
 
 
@@ -174,7 +176,7 @@ def run_all_ours(args: argparse.Namespace, epochs: int, origin: float) -> dict[s
     with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
         for system, (model_config, train_config) in ours.items():
             if system in args.systems:
-                train_config = replace(train_config, max_epochs=epochs, seed=args.seed,
+                train_config = replace(train_config, max_epochs=epochs, seed=args.seed, device=args.device,
                                        patience=train_config.patience if args.full else epochs)
                 runs[system] = pool.submit(run_ours, args.data, args.data_dir, model_config, train_config,
                                            args.threads, origin).result()
@@ -194,6 +196,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, dict[str, Any]] = {}
     recbole = None
     if "recbole" in args.systems:
+        if args.device != "cpu":
+            raise rb.BenchError(f"RecBole's venv here is CPU-only: time ours alone on {args.device} "
+                                "(--systems rsir rsir_strong)")
         python = rb.ensure_venv(args.recbole_venv)
         config = rb.recbole_config(
             name, work / "data", dim=TARGET_MODEL.dim, layers=TARGET_MODEL.layers, heads=TARGET_MODEL.heads,
@@ -236,6 +241,7 @@ def main() -> None:
     parser.add_argument("--concurrent", action="store_true", help="run RecBole beside ours instead of before")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where ours trains: cpu, cuda, cuda:N (RecBole: cpu only)")
     parser.add_argument("--recbole-venv", type=Path, default=rb.DEFAULT_VENV)
     parser.add_argument("--work-dir", type=Path, default=Path("~/.cache/rsir-bench/work"),
                         help="RecBole's data, logs and checkpoints")

@@ -64,7 +64,7 @@ def _args(data: Path, **overrides: object) -> argparse.Namespace:
     values: dict[str, object] = {
         "data": str(data), "data_dir": None, "epochs": 1, "our_epochs": 2, "full": False, "max_epochs": 200,
         "patience": 10, "threads": 1, "concurrent": False, "systems": ["rsir"], "seed": 0,
-        "recbole_venv": rb.DEFAULT_VENV, "work_dir": data.parent / "work", "tag": None}
+        "recbole_venv": rb.DEFAULT_VENV, "work_dir": data.parent / "work", "tag": None, "device": "cpu"}
     return argparse.Namespace(**{**values, **overrides})
 
 
@@ -108,6 +108,12 @@ def test_output_is_named_by_data_and_mode(sequences: Path) -> None:
     assert train_speed.output_path(_args(sequences)).name == "train-speed-tiny-epochs1-1t.json"
     assert train_speed.output_path(_args(sequences, full=True, concurrent=True)).name == \
         "train-speed-tiny-full-1t-concurrent.json"
+    assert train_speed.output_path(_args(sequences, device="cuda")).name == "train-speed-tiny-epochs1-cuda.json"
+
+
+def test_recbole_is_refused_off_the_cpu(sequences: Path) -> None:
+    with pytest.raises(rb.BenchError, match="CPU-only"):
+        train_speed.run(_args(sequences, device="cuda", systems=["recbole", "rsir"]))
 
 
 def ours_targets(lines: list[str]) -> int:
