@@ -8,7 +8,7 @@ is just the recurrent state, so generation with it is very cheap.
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rsir.config import ModelConfig
 from rsir.models.base import DecodeCache, Dropout, SequentialRecommender
@@ -25,9 +25,15 @@ class GRU4Rec(SequentialRecommender):
         self.norm = nn.LayerNorm(config.dim)
 
     def forward(self, items: Tensor, segments: Tensor | None = None) -> Tensor:
+        """Right-padded rows [B, L] → [B, L, D]. The recurrence runs over each row's real items only
+        (a packed sequence): random training batches are mostly padding (toys: rows of up to 50
+        items, 6.5 on average), and the padded form cost about twice the CPU time per step."""
         if segments is not None:
             raise ValueError("GRU4Rec takes right-padded rows, not packed segments")
-        out, _ = self.gru(self.dropout(self.item_emb(items)))
+        lengths = (items != 0).sum(1).clamp(min=1).cpu()  # [B]; an empty row still takes one step
+        packed = pack_padded_sequence(self.dropout(self.item_emb(items)), lengths, batch_first=True,
+                                      enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=items.shape[1])
         return self.norm(out)
 
     def prefill(self, items: Tensor, lengths: Tensor, capacity: int) -> tuple[Tensor, DecodeCache]:

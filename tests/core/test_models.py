@@ -89,6 +89,21 @@ def test_packed_padded_rows_give_the_last_hidden_state_of_each_row(name):
     assert torch.allclose(packed, model.last_hidden(items, lengths), atol=1e-5)
 
 
+def test_gru_right_padded_rows_encode_like_each_row_alone():
+    # the recurrence runs over real items only (a packed sequence); padding, even a whole row, is skipped
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="gru", dim=16, layers=2, max_len=12), num_items=40).eval()
+    lengths = [3, 7, 1, 0]
+    items = torch.randint(1, 41, (4, 7)) * (torch.arange(7)[None, :] < torch.tensor(lengths)[:, None])
+    out = model(items)
+    assert out.shape == (4, 7, 16) and torch.isfinite(out).all()
+    for row, n in enumerate(lengths[:3]):
+        assert torch.allclose(out[row, :n], model(items[row:row + 1, :n])[0], atol=1e-6)
+    model.train()
+    (model(items)[items > 0] * torch.randn(sum(lengths), 16)).sum().backward()
+    assert model.gru.weight_hh_l0.grad is not None and model.gru.weight_hh_l0.grad.abs().sum() > 0
+
+
 def test_unknown_model_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown model 'bert'"):
         build_model(ModelConfig(name="bert"), 10)
