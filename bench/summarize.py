@@ -231,7 +231,9 @@ def main() -> None:
         + "the sequences, the other tags are generation variants (`-tau50`, `-k3`, `-prefix-random`; `-tft`: the "
         + "fine-tuned base teaches; `-warm`: the beauty recipe, RSIR + Insertion at weight 0.5 with the real-data "
         + "stage, its student starting from the base's weights; `-warm-fast` also with patience 5 and `min_delta` "
-        + "0.005 for both; each held against its own `base-warm...` row). ΔR@10 and "
+        + "0.005 for both; each held against its own `base-warm...` row; `-fig4`, `-fig4-teacher-X`: the runs of "
+        + "the teacher × student study below; `-gru-packed`: GRU4Rec's packed recurrence, to compare with the GRU's "
+        + "`base-fig4`). ΔR@10 and "
         + "the paired t-test pool the users of every seed present for both rows.\n\n" + rsir
         + "\nHead to head with the baselines trained the same way (the same loss weight and stages: a tag less its "
         + "generation knobs such as `-tau50` or `-k3`; generation "
