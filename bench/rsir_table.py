@@ -89,6 +89,8 @@ def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.
     state = done.state
     meta = {"dataset": dataset_name, "model": model, "setting": setting, "seed": seed, "tag": tag, "recipe": recipe,
             "config": config.to_dict()}
+    if config.teacher is not None and config.teacher.checkpoint is not None:  # a file here, not the reader's path
+        meta["config"]["teacher"]["checkpoint"] = Path(config.teacher.checkpoint).name
     iterations = state.iterations
     base = iterations[0].student
     assert base is not None
