@@ -9,6 +9,8 @@ R@10 hit counts are recorded as well, so seeds run in different sessions can sti
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +47,20 @@ def name(row: dict) -> str:
     return f"{row['dataset']}-{row['model']}-{row['setting']}-seed{row['seed']}-{variant(row)}"
 
 
+def scaled_tag(tag: str, scale: float) -> str:
+    """The tag of baselines that added ``scale`` times RSIR's count: ``-x<scale>`` right after the
+    synthetic weight (``-w0.5-ft`` → ``-w0.5-x2-ft``), as ``bench/rsir_table.py --baseline-scale`` names them."""
+    return re.sub(r"^(-w[\d.]+)?", rf"\g<1>-x{scale:g}", tag, count=1)
+
+
+@functools.cache
+def _rank_file(stem: str) -> np.ndarray:
+    return np.load(RANKS / f"{stem}.npy")
+
+
 def ranks(rows: list[dict]) -> EvalResult:
     """Per-user test ranks of result rows, users of all their seeds pooled (for paired tests)."""
-    return EvalResult(np.concatenate([np.load(RANKS / f"{name(r)}.npy") for r in rows]))
+    return EvalResult(np.concatenate([_rank_file(name(r)) for r in rows]))
 
 
 def _key(before: list[dict], after: list[dict]) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import re
 import sys
 import time
 from dataclasses import asdict, replace
@@ -32,15 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import records
 
 from rsir import jsonio
 from rsir.analysis import describe
 from rsir.augmentation import augment
 from rsir.checkpoint import save_checkpoint
-from rsir.config import ModelConfig
 from rsir.flags import add_run_flags, given_flags, run_config_from_args
 from rsir.loop import LocalRun, run_local
-from rsir.recipes import RunConfig
 from rsir.recursion import RunState, Trained
 from rsir.resources import machine
 from rsir.sources import load_dataset
@@ -62,14 +60,6 @@ def _trained(record: Trained) -> dict[str, Any]:
             "insertion_sequences": record.insertion_sequences}
 
 
-def _teacher_config(config: RunConfig, generator: ModelConfig) -> dict[str, Any] | None:
-    """The run's teacher settings; a fixed checkpoint by its file name and the backbone it holds."""
-    if config.teacher is None:
-        return None
-    teacher = asdict(config.teacher)
-    if config.teacher.checkpoint is not None:
-        teacher.update(checkpoint=Path(config.teacher.checkpoint).name, model=asdict(generator))
-    return teacher
 
 
 def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.Namespace) -> LocalRun:
@@ -87,10 +77,12 @@ def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.
 
     done = run_local(data, config, progress=False, on_stage=report)
     state = done.state
+    recorded = config.to_dict()
+    teacher: dict[str, Any] | None = recorded["teacher"]
+    if teacher is not None and teacher["checkpoint"] is not None:  # a file here, not the reader's path
+        teacher["checkpoint"] = Path(teacher["checkpoint"]).name
     meta = {"dataset": dataset_name, "model": model, "setting": setting, "seed": seed, "tag": tag, "recipe": recipe,
-            "config": config.to_dict()}
-    if config.teacher is not None and config.teacher.checkpoint is not None:  # a file here, not the reader's path
-        meta["config"]["teacher"]["checkpoint"] = Path(config.teacher.checkpoint).name
+            "config": recorded}
     iterations = state.iterations
     base = iterations[0].student
     assert base is not None
@@ -99,6 +91,8 @@ def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.
         save_checkpoint(args.save_base / f"{stem}.pt", done.workers.models[base.checkpoint], config.train,
                         dataset_version=iterations[0].dataset, metrics=base.valid)
     generator = config.generator or done.workers.models["fixed"].config  # a fixed checkpoint names its own
+    if config.generator is None and teacher is not None:
+        teacher = {**teacher, "model": asdict(generator)}
     _save(args.out, f"{stem}-base{tag}", {"method": "base", **meta, "data": iterations[0].dataset_stats,
                                           **_trained(base)}, done.workers.ranks(base.ranks))
     for prev, it in itertools.pairwise(iterations):
@@ -106,14 +100,14 @@ def run(dataset_name: str, seed: int, args: argparse.Namespace, given: argparse.
         _save(args.out, f"{stem}-rsir{it.iteration}{tag}", {
             "method": "rsir", "iteration": it.iteration, **meta, "dataset_version": it.dataset,
             "teacher": generator.name,
-            "teacher_config": _teacher_config(config, generator),
+            "teacher_config": teacher,
             "generation": asdict(config.generation), "gen_stats": prev.generation["stats"], "merge": prev.merge,
             "generation_seconds": prev.timings.get("generate"), "selected": state.selected == it.iteration,
             "data": it.dataset_stats, **_trained(it.student)}, done.workers.ranks(it.student.ranks))
     added = round(args.baseline_scale * (iterations[0].merge["added"] if iterations[0].merge else 0))
     train = replace(config.train, insertion_ratio=0.0)  # the baselines' own sequences are their augmentation
-    if args.baseline_scale != 1:  # -x2 right after the weight, as summarize.py looks for it: -w0.5-x2-ft
-        meta["tag"] = tag = re.sub(r"^(-w[\d.]+)?", rf"\g<1>-x{args.baseline_scale:g}", tag, count=1)
+    if args.baseline_scale != 1:
+        meta["tag"] = tag = records.scaled_tag(tag, args.baseline_scale)
     for method in args.baselines:
         augmented = augment(data, method, added, seed=seed, max_len=config.student.max_len)
         done.workers.datasets[augmented.version] = augmented

@@ -143,8 +143,7 @@ def _baselines(tag: str, setting: str) -> list[str]:
     (τ = 50, two iterations, ``rsir+insertion``)."""
     if setting == "strong":
         tag = _GENERATION_KNOBS.sub("", tag)
-    doubled = re.sub(r"^(-w[\d.]+)?", r"\g<1>-x2", tag, count=1)
-    return [f"{method}{t}" for t in (tag, doubled) for method in ("reorder", "insertion")]
+    return [f"{method}{t}" for t in (tag, records.scaled_tag(tag, 2)) for method in ("reorder", "insertion")]
 
 
 def versus_table() -> str:
