@@ -34,14 +34,19 @@ def _phi(rows: Ragged, width: int) -> np.ndarray:
     return np.bincount(seq, weights=np.log(counts), minlength=len(lengths)) / windows - np.log(windows)
 
 
-def approximate_entropies(rows: Ragged, m: int = 2) -> np.ndarray:
+def approximate_entropies(rows: Ragged, m: int = 2, block_items: int = 1 << 19) -> np.ndarray:
     """ApEn(m, r=0) of every row (Pincus 1991, with exact matching as in App. E); NaN where a row is
-    shorter than m + 2 (no (m+1)-windows to compare). Vectorised over rows: no Python per row. [S]"""
+    shorter than m + 2 (no (m+1)-windows to compare). Vectorised over rows, in blocks of about
+    ``block_items`` items so that its int64 window arrays stay near 40 MB whatever the data's size
+    (an upload is described as it is registered, under a memory bound). [S]"""
     out = np.full(len(rows), np.nan)
     index = np.flatnonzero(rows.lengths >= m + 2)
     if len(index):
-        long = rows.take(index)
-        out[index] = _phi(long, m) - _phi(long, m + 1)
+        ends = np.cumsum(rows.lengths[index])
+        for part in np.split(index, np.searchsorted(ends, np.arange(block_items, ends[-1], block_items))):
+            if len(part):
+                block = rows.take(part)
+                out[part] = _phi(block, m) - _phi(block, m + 1)
     return out
 
 

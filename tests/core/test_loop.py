@@ -191,6 +191,8 @@ def test_approximate_entropies_match_the_definition_row_by_row():
     expected = [by_definition(row.tolist()) for row in rows]
     assert np.isnan(got).sum() == sum(len(row) < 4 for row in rows)
     np.testing.assert_allclose(got, expected, equal_nan=True)
+    # in blocks of a few rows each (a bound on memory), the same values
+    np.testing.assert_allclose(approximate_entropies(Ragged.from_list(rows), block_items=20), got, equal_nan=True)
 
 
 def test_train_view_matches_the_papers_counting():
