@@ -121,7 +121,7 @@ def paired(before: list[dict], after: list[dict]) -> dict[str, float]:
     if len(hits) == len(before):
         _used[key] = {**_used.get(key, {}), **paired_test(*_from_hits(np.sum(hits, axis=0).tolist()), METRIC)}
         return _used[key]
-    missing = sorted(name(r) for r in before + after if not (RANKS / f"{name(r)}.npy").exists())
+    missing = sorted(name(r) for r in before + after if not _have_ranks([r]))
     raise FileNotFoundError(f"no ranks for {', '.join(missing)} and no recorded test {key!r} in "
                             f"{PAIRED_TESTS}: rerun bench/rsir_table.py with those rows' flags")
 

@@ -228,9 +228,10 @@ def teacher_student() -> str:
     teacher that ran with the same recipe. A study is the rows' tag less ``-teacher-<name>``, so a
     rerun of the matrix under its own tag (``-fig4``) stands apart from older rows."""
     bases = _bases()
-    own = {records.name(r): r for r in records.load("rsir/*.json") if r["method"] == "base"}
+    loaded = records.load("rsir/*.json")
+    own = {records.name(r): r for r in loaded if r["method"] == "base"}
     groups: dict[tuple, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in records.load("rsir/*.json"):
+    for r in loaded:
         if r["method"] == "rsir" and r["iteration"] == 1:
             study = re.sub(r"-teacher-[a-z0-9]+", "", r.get("tag", ""))
             cell = (r.get("teacher", r["model"]), r["model"])
